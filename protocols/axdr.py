@@ -149,12 +149,12 @@ class Data(NamedTuple):
 class TypeDescription(NamedTuple):
     """The type of a compact-array element (Green Book ``TypeDescription``).
 
-    For an array, ``count`` is the number of elements and ``children`` holds the element type;
+    For an array, ``number_of_elements`` is how many elements it has and ``children`` holds the element type;
     for a structure, ``children`` holds one description per member; simple types have neither.
     """
 
     tag: DataTag
-    count: int = 0
+    number_of_elements: int = 0
     children: tuple[TypeDescription, ...] = ()
 
 
@@ -263,7 +263,7 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
         count, pos = decode_length(buf, pos)
         if count > len(buf) - pos:
             raise DecodeError(f"{count} elements cannot fit in {len(buf) - pos} bytes", pos)
-        items = []
+        items: list[Data] = []
         append = items.append
         for _ in range(count):
             item, pos = _decode(buf, pos, depth + 1)
@@ -421,16 +421,11 @@ def _decode_untagged(buf: bytes, pos: int, desc: TypeDescription, depth: int) ->
     if depth >= MAX_DEPTH:
         raise DecodeError("compact-array nested too deeply", pos)
     tag = desc.tag
-    if tag is _ARRAY:
-        items = []
-        for _ in range(desc.count):
-            item, pos = _decode_untagged(buf, pos, desc.children[0], depth + 1)
-            items.append(item)
-        return Data(tag, tuple(items)), pos
-    if tag is _STRUCTURE:
-        items = []
-        for child in desc.children:
-            item, pos = _decode_untagged(buf, pos, child, depth + 1)
+    if tag is _ARRAY or tag is _STRUCTURE:
+        members = desc.children * desc.number_of_elements if tag is _ARRAY else desc.children
+        items: list[Data] = []
+        for member in members:
+            item, pos = _decode_untagged(buf, pos, member, depth + 1)
             items.append(item)
         return Data(tag, tuple(items)), pos
     # Simple types: reuse the tagged decoder on a virtual tag byte.
@@ -541,7 +536,7 @@ def _encode_untagged(element: Data, desc: TypeDescription, out: bytearray) -> No
     if element.tag != desc.tag:
         raise EncodeError(f"compact-array element {element.tag!r} does not match {desc.tag!r}")
     if desc.tag is DataTag.ARRAY:
-        if len(element.value) != desc.count:
+        if len(element.value) != desc.number_of_elements:
             raise EncodeError("compact-array inner array has the wrong element count")
         for item in element.value:
             _encode_untagged(item, desc.children[0], out)
@@ -557,9 +552,9 @@ def _encode_untagged(element: Data, desc: TypeDescription, out: bytearray) -> No
 def encode_type_description(desc: TypeDescription) -> bytes:
     out = bytearray((desc.tag,))
     if desc.tag is DataTag.ARRAY:
-        if len(desc.children) != 1 or not 0 <= desc.count <= 0xFFFF:
+        if len(desc.children) != 1 or not 0 <= desc.number_of_elements <= 0xFFFF:
             raise EncodeError("an array type description has one element type and a uint16 count")
-        out += desc.count.to_bytes(2, "big")
+        out += desc.number_of_elements.to_bytes(2, "big")
         out += encode_type_description(desc.children[0])
     elif desc.tag is DataTag.STRUCTURE:
         out += encode_length(len(desc.children))

@@ -1,0 +1,49 @@
+"""The ``hes`` command: one typer app, one module per command group."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from protocols.errors import DlmsError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="hes",
+    help="Head-end system for DLMS/COSEM electricity meters.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from cli.demo import demo
+    from cli.dlms import app as dlms_app
+
+    app.add_typer(dlms_app, name="dlms")
+    app.command("demo")(demo)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: typer, with every error turned into one line on stderr and a non-zero exit."""
+    try:
+        app()
+    except DlmsError as exc:
+        print(f"hes: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("hes: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: a bug, still one line, no traceback
+        if os.environ.get("HES_DEBUG"):
+            raise
+        print(f"hes: internal error: {type(exc).__name__}: {exc} (HES_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        sys.exit(70)

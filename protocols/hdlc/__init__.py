@@ -1,0 +1,56 @@
+"""HDLC data link layer of DLMS/COSEM (IEC 62056-46): frames, CRC and the sans-IO link connection."""
+
+from protocols.hdlc.connection import (
+    TRANSITIONS,
+    ApduReceived,
+    Connected,
+    Disconnected,
+    FrameDiscarded,
+    FrameRejected,
+    HdlcConnection,
+    HdlcEvent,
+    HdlcState,
+    LocalAction,
+    PeerBusy,
+    Role,
+    UnexpectedFrame,
+)
+from protocols.hdlc.crc import crc16, crc16_bytes
+from protocols.hdlc.frame import (
+    LLC_COMMAND,
+    LLC_RESPONSE,
+    FrameDecodeError,
+    FrameType,
+    HdlcAddress,
+    HdlcFrame,
+    HdlcParameters,
+    client_address,
+    server_address,
+)
+
+__all__ = [
+    "LLC_COMMAND",
+    "LLC_RESPONSE",
+    "TRANSITIONS",
+    "ApduReceived",
+    "Connected",
+    "Disconnected",
+    "FrameDecodeError",
+    "FrameDiscarded",
+    "FrameRejected",
+    "FrameType",
+    "HdlcAddress",
+    "HdlcConnection",
+    "HdlcEvent",
+    "HdlcFrame",
+    "HdlcParameters",
+    "HdlcState",
+    "LocalAction",
+    "PeerBusy",
+    "Role",
+    "UnexpectedFrame",
+    "client_address",
+    "crc16",
+    "crc16_bytes",
+    "server_address",
+]

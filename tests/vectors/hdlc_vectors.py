@@ -1,0 +1,115 @@
+"""HDLC frames (IEC 62056-46) from public captures and independent implementations, with what they hold.
+
+No frame here is copied from the Green Book itself (we hold no copy to cite page numbers from);
+each source line says where the bytes come from. The test suite re-derives the gurux-dlms and
+dlms-cosem ones live from those libraries, so a typo here fails.
+"""
+
+from __future__ import annotations
+
+from protocols.hdlc.frame import FrameType, HdlcAddress, HdlcFrame
+
+__all__ = ["HDLC_FRAMES", "MODE_E_MESSAGES"]
+
+_CLIENT = HdlcAddress(16)
+_SERVER_1 = HdlcAddress(1)
+_SERVER_1_17 = HdlcAddress(1, 17, 2)
+
+_DLMS_COSEM_TESTS = (
+    "IEC 62056-46 frame; captured frame as reproduced in u9n/dlms-cosem tests/test_hdlc/test_hdlc.py"
+)
+
+#: (name, source, hex of the frame with both flags, expected frame)
+HDLC_FRAMES: tuple[tuple[str, str, str, HdlcFrame], ...] = (
+    (
+        "snrm-no-parameters",
+        "IEC 62056-46 6.4.4.4.3.2 (SNRM without information field: default parameters); bytes as "
+        "emitted by gurux-dlms 1.0.203 GXDLMSClient(True, 16, 1).snrmRequest(), also in public "
+        "meter captures",
+        "7ea0070321930f017e",
+        HdlcFrame(FrameType.SNRM, _SERVER_1, _CLIENT),
+    ),
+    (
+        "snrm-two-byte-server-address",
+        _DLMS_COSEM_TESTS + " (TestSnrmFrame)",
+        "7ea00802232193bd647e",
+        HdlcFrame(FrameType.SNRM, _SERVER_1_17, _CLIENT),
+    ),
+    (
+        "ua-with-parameters",
+        _DLMS_COSEM_TESTS + " (TestUAFrame: max info 154 both ways, window 1)",
+        "7ea01f21022373e6c781801205019a06019a070400000001080400000001cca27e",
+        HdlcFrame(FrameType.UA, _CLIENT, _SERVER_1_17,
+                  bytes.fromhex("81801205019a06019a070400000001080400000001")),
+    ),
+    (
+        "i-frame-aarq",
+        _DLMS_COSEM_TESTS + " (TestInformationFrame: AARQ, N(S)=0 N(R)=0)",
+        "7ea02c02232110af9fe6e600601da109060760857405080101be10040e01000000065f1f0400001e1dffffc5e47e",
+        HdlcFrame(FrameType.I, _SERVER_1_17, _CLIENT, bytes.fromhex(
+            "e6e600601da109060760857405080101be10040e01000000065f1f0400001e1dffff")),
+    ),
+    (
+        "i-frame-aare",
+        _DLMS_COSEM_TESTS + " (TestInformationResponseFrame: AARE, N(S)=0 N(R)=1)",
+        "7ea0382102233034e7e6e7006129a109060760857405080101a203020100a305a103020100be10040e0800065f1f0400"
+        "001e1d04c80007b86a7e",
+        HdlcFrame(FrameType.I, _CLIENT, _SERVER_1_17, bytes.fromhex(
+            "e6e7006129a109060760857405080101a203020100a305a103020100be10040e0800065f1f0400001e1d04c80007"),
+            receive_sequence=1),
+    ),
+    (
+        "i-frame-get-request-clock",
+        "IEC 62056-46 I-frame carrying a GET-Request-Normal (clock 0.0.1.0.0.255 attribute 2), N(S)=1 "
+        "N(R)=1; bytes as emitted by gurux-dlms 1.0.203 GXDLMSClient.read() after the association",
+        "7ea0190321326fd8e6e600c001c100080000010000ff0200601a7e",
+        HdlcFrame(FrameType.I, _SERVER_1, _CLIENT, bytes.fromhex("e6e600c001c100080000010000ff0200"),
+                  send_sequence=1, receive_sequence=1),
+    ),
+    (
+        "rr-nr1",
+        "IEC 62056-46 RR with N(R)=1, P=1; bytes as emitted by dlms-cosem 25.1.0 "
+        "hdlc.frames.ReceiveReadyFrame(server 1/17, client 16, receive_sequence_number=1)",
+        "7ea00802232131a5e27e",
+        HdlcFrame(FrameType.RR, _SERVER_1_17, _CLIENT, receive_sequence=1),
+    ),
+    (
+        "disc",
+        "IEC 62056-46 DISC; bytes as emitted by dlms-cosem 25.1.0 hdlc.frames.DisconnectFrame "
+        "(server 1/17, client 16)",
+        "7ea00802232153b1a27e",
+        HdlcFrame(FrameType.DISC, _SERVER_1_17, _CLIENT),
+    ),
+    (
+        "disc-one-byte-server-address",
+        "IEC 62056-46 DISC; bytes as emitted by gurux-dlms 1.0.203 GXDLMSClient(True, 16, 1)"
+        ".disconnectRequest()",
+        "7ea00703215303c77e",
+        HdlcFrame(FrameType.DISC, _SERVER_1, _CLIENT),
+    ),
+)
+
+#: (name, source, hex, expected text) of IEC 62056-21 messages opening mode E.
+MODE_E_MESSAGES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "sign-on",
+        "IEC 62056-21:2002 6.3.1 request message '/?!CRLF'; same bytes in a public Gurux "
+        "DataExchange log (2F3F210D0A)",
+        "2f3f210d0a",
+        "/?!\r\n",
+    ),
+    (
+        "identification-mode-e",
+        "IEC 62056-21:2002 6.3.2, enhanced identification character '2' (binary mode HDLC, per DLMS UA "
+        "list of standard items); bytes as in a public Gurux DataExchange log (/VMQ5\\2 CRLF)",
+        "2f564d51355c320d0a",
+        "/VMQ5\\2\r\n",
+    ),
+    (
+        "ack-mode-e-9600",
+        "IEC 62056-21:2002 6.3.3 acknowledgement/option select 'ACK 2 5 2 CRLF' (V=2 HDLC, Z=5 9600 Bd, "
+        "Y=2 binary mode); bytes as in a public Gurux DataExchange log (063235320D0A)",
+        "063235320d0a",
+        "\x06" "252\r\n",
+    ),
+)

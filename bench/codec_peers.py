@@ -8,6 +8,7 @@ Run: `python -m bench.codec_peers`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import statistics
 import struct
@@ -151,7 +152,9 @@ def dlms_cosem_decode_ciphered(apdu: bytes) -> list[list[Any]]:
 # gurux
 
 
+@functools.lru_cache(maxsize=2)
 def _gurux_client(ciphered: bool) -> Any:
+    """One client per mode, built once: a gurux user keeps its client between reads."""
     from gurux_dlms.enums import Authentication, InterfaceType, Security
     from gurux_dlms.secure import GXDLMSSecureClient
 

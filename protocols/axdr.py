@@ -501,7 +501,7 @@ def _encode(data: Data, out: bytearray, tagged: bool) -> None:
         if value is not None:
             raise EncodeError(f"{tag.name.lower()} carries no value, got {value!r}")
     elif tag is DataTag.BOOLEAN:
-        out.append(0xFF if value else 0x00)
+        out.append(0x01 if value else 0x00)  # the Green Book examples and both peers write 0x01
     elif tag is DataTag.DATE_TIME:
         _require(value, CosemDateTime, tag)
         out += value.encode()

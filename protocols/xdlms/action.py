@@ -244,6 +244,10 @@ class ActionResponseWithOptionalData:
     @classmethod
     def read(cls, r: Reader, *, tail: bool) -> ActionResponseWithOptionalData:
         result = ActionResult(r.u8("action-result"))
+        if tail and r.pos == len(r.buf):
+            # Some meters (and gurux) end the APDU without the return-parameters presence flag;
+            # at the very end of the APDU that can only mean "no data", so accept it.
+            return cls(result, None)
         return cls(result, read_result(r, tail=tail) if r.optional() else None)
 
 

@@ -39,12 +39,22 @@ __all__ = [
     "aare",
     "aarq",
     "action_request_normal",
+    "action_request_blocks",
     "action_response_normal",
+    "aarq_with_conformance",
     "data_notification",
     "data_xml",
     "decode_apdu",
     "decode_data",
     "decode_get_response",
+    "decode_get_response_list",
+    "gateway_get_request",
+    "get_request_by_entry",
+    "get_request_with_list",
+    "parse_aare",
+    "retranslate",
+    "set_request_blocks",
+    "translate",
     "exception_response",
     "get_request_next",
     "get_request_normal",
@@ -727,3 +737,118 @@ def decode_apdu(apdu: bytes, keys: SecurityKeys | None = None) -> dict[str, Any]
     if root.tag in ("AssociationRequest", "AssociationResponse"):
         return _norm_association(root)
     return _norm_xdlms(root)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Additions for tests/interop
+
+
+def aarq_with_conformance(conformance: int, max_pdu_size: int = 0xFFFF) -> bytes:
+    """Unciphered AARQ from a client proposing `conformance` (wire value) and `max_pdu_size`."""
+    from gurux_dlms.enums import Conformance
+
+    client = make_client()
+    client.proposedConformance = Conformance(_reverse24(conformance))
+    client.maxReceivePDUSize = max_pdu_size
+    return _one(client.aarqRequest())
+
+
+def parse_aare(apdu: bytes) -> dict[str, Any]:
+    """What a gurux client keeps from an AARE: parseAareResponse fills its negotiated settings."""
+    client = make_client()
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.parseAareResponse(GXByteBuffer(apdu))
+    return {
+        "conformance": _reverse24(int(client.negotiatedConformance)),
+        "max_pdu_size": int(client.maxReceivePDUSize),
+        "dlms_version": int(client.settings.dlmsVersion),
+    }
+
+
+def translate(apdu: bytes) -> str:
+    """GXDLMSTranslator.pduToXml of an unciphered APDU (simple XML)."""
+    return _translate(apdu, None)
+
+
+def retranslate(apdu: bytes) -> bytes:
+    """pduToXml then xmlToPdu: gurux's own encoding of what it read (equal bytes = every field understood)."""
+    return xml_to_pdu(_translate(apdu, None))
+
+
+def _messages(messages: Any) -> list[bytes]:
+    if isinstance(messages, (bytes, bytearray)):
+        return [bytes(messages)]
+    out: list[bytes] = []
+    for item in messages:
+        out.extend(_messages(item))
+    return out
+
+
+def get_request_with_list(items: list[tuple[int, bytes, int]]) -> bytes:
+    """GET-Request-With-List from GXDLMSClient.readList over (class id, OBIS, attribute) triples."""
+    from gurux_dlms.enums import Conformance
+
+    client = make_client()
+    client.negotiatedConformance |= Conformance.MULTIPLE_REFERENCES
+    return _one(_messages(client.readList([(_object(c, o), a) for c, o, a in items])))
+
+
+def get_request_by_entry(obis: bytes, first: int, count: int) -> bytes:
+    """GET-Request-Normal with entry access from GXDLMSClient.readRowsByEntry on a profile generic."""
+    return _one(_messages(make_client().readRowsByEntry(GXDLMSProfileGeneric(_ln(obis)), first, count)))
+
+
+def gateway_get_request(
+    class_id: int, obis: bytes, attribute: int, *, network_id: int, physical_address: bytes
+) -> bytes:
+    """A read sent through a gateway (GXDLMSClient.gateway): gateway-request 0xE6 around a GET."""
+    from gurux_dlms import GXDLMSGateway
+
+    client = make_client()
+    gateway = GXDLMSGateway()
+    gateway.networkId = network_id
+    gateway.physicalDeviceAddress = physical_address
+    client.gateway = gateway
+    return _one(_messages(client.read(_object(class_id, obis), attribute)))
+
+
+def decode_get_response_list(apdu: bytes) -> tuple[list[Any], int]:
+    """GET-Response-With-List read by GXDLMSClient.getData: the values (None for errors) and the last error."""
+    from gurux_dlms.enums import Conformance
+
+    client = make_client()
+    client.negotiatedConformance |= Conformance.MULTIPLE_REFERENCES
+    reply = GXReplyData()
+    client.getData(apdu, reply)
+    return [_plain(v) for v in reply.value], int(reply.error)
+
+
+def _long_octet_string_object(obis: bytes, value: bytes) -> Any:
+    from gurux_dlms.enums import DataType
+    from gurux_dlms.objects import GXDLMSData
+
+    item = GXDLMSData(_ln(obis))
+    item.value = value
+    item.setDataType(2, DataType.OCTET_STRING)
+    return item
+
+
+def set_request_blocks(obis: bytes, value: bytes, max_pdu_size: int, *, gbt: bool = False) -> list[bytes]:
+    """A write of octet-string `value` to a Data object's attribute 2 that does not fit `max_pdu_size`:
+    SET-Request with first datablock / with datablock, or (gbt=True) general-block-transfer blocks."""
+    from gurux_dlms.enums import Conformance
+
+    client = make_client()
+    client.settings.maxPduSize = max_pdu_size
+    if gbt:
+        client.negotiatedConformance |= Conformance.GENERAL_BLOCK_TRANSFER
+    return _messages(client.write(_long_octet_string_object(obis, value), 2))
+
+
+def action_request_blocks(obis: bytes, method: int, parameter: bytes, max_pdu_size: int) -> list[bytes]:
+    """An ACTION on a Data object with an octet-string parameter too long for `max_pdu_size`: pblocks."""
+    from gurux_dlms.enums import DataType
+
+    client = make_client()
+    client.settings.maxPduSize = max_pdu_size
+    return _messages(client.method(_long_octet_string_object(obis, b""), method, parameter, DataType.OCTET_STRING))

@@ -29,7 +29,7 @@ from protocols.errors import DecodeError, EncodeError
 # (name, hex, expected Data). Encodings per the Green Book's A-XDR rules (IEC 61334-6 / 62056-5-3 9.5).
 KNOWN = [
     ("null-data", "00", Data(DataTag.NULL_DATA, None)),
-    ("boolean true", "03ff", Data(DataTag.BOOLEAN, True)),
+    ("boolean true", "0301", Data(DataTag.BOOLEAN, True)),
     ("boolean false", "0300", Data(DataTag.BOOLEAN, False)),
     ("double-long -2", "05fffffffe", Data(DataTag.DOUBLE_LONG, -2)),
     ("double-long-unsigned", "0600000100", Data(DataTag.DOUBLE_LONG_UNSIGNED, 256)),
@@ -110,6 +110,11 @@ def test_known_encodings_both_ways(name: str, hexstr: str, expected: Data) -> No
     for cut in range(len(raw)):
         with pytest.raises(DecodeError):
             decode_data_exact(raw[:cut])
+
+
+def test_any_non_zero_byte_reads_as_true() -> None:
+    assert decode_data_exact(b"\x03\xff") == Data(DataTag.BOOLEAN, True)
+    assert decode_data_exact(b"\x03\x02") == Data(DataTag.BOOLEAN, True)
 
 
 @pytest.mark.parametrize("length", [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0xFFFFFFFF])

@@ -70,6 +70,16 @@ _RANGE = RangeDescriptor(
 
 VECTORS: list[tuple[str, str, str, object]] = [
     (
+        "get-request-normal register 1.0.1.8.0.255 attribute 2 (invoke 0, unconfirmed bits clear)",
+        "Green Book ed. 12, Table 164 (GET service example), as quoted in the tests of a public Rust "
+        "dlms_cosem crate (src/get.rs, 'line 1458'); the quote stops before the access-selection byte 00",
+        "C0 01 00 0003 0100010800FF 02 00",
+        GetRequestNormal(
+            InvokeIdAndPriority(0, ServiceClass.UNCONFIRMED, Priority.NORMAL),
+            CosemAttributeDescriptor(3, ObisCode(1, 0, 1, 8, 0, 255), 2),
+        ),
+    ),
+    (
         "get-request-normal data 0.0.43.1.0.255 attribute 2",
         _DLMS_COSEM.format("test_get.py"),
         "C001C1 0001 00002B0100FF 02 00",

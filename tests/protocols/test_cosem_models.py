@@ -331,7 +331,7 @@ def test_object_list_realistic_round_trip_and_lookup() -> None:
     assert parsed[8].method_access[0].as_boolean is True
     assert [m.access_mode for m in parsed[8].method_access] == [1, 1]
     # the boolean method access encodes back as a boolean
-    assert raw.count(b"\x03\xff") == 2
+    assert raw.count(b"\x03\x01") == 2
 
 
 def test_object_list_is_read_by_gurux_too() -> None:

@@ -127,6 +127,9 @@ _L = LocalAction
 TRANSITIONS: dict[tuple[Role, HdlcState, FrameType | LocalAction], str] = {
     # client (primary station)
     (_C, _D, _L.CONNECT): "_send_snrm",
+    # A lost SNRM or UA (common on PLC): the transport's timer repeats the SNRM, or the DISC.
+    (_C, _AC, _L.CONNECT): "_send_snrm",
+    (_C, _AD, _L.DISCONNECT): "_send_disc",
     (_C, _AC, _T.UA): "_client_connected",
     (_C, _AC, _T.DM): "_refused",
     (_C, _AC, _T.FRMR): "_rejected",
@@ -238,6 +241,11 @@ class HdlcConnection:
         self._parse_buffer()
         events, self._events = self._events, []
         return events
+
+    @property
+    def peer_address(self) -> HdlcAddress | None:
+        """The client address this link is bound to (a server learns it from the first SNRM)."""
+        return self._bound_client if self.role is Role.SERVER else self.server_address
 
     @property
     def is_idle(self) -> bool:

@@ -563,3 +563,39 @@ def test_fuzz_receive_mutated(frames: list[HdlcFrame], edits: list[tuple[int, in
         conn.data_to_send()
     conn.receive_data(b"")
     assert conn.state is HdlcState.CLOSED
+
+
+def test_a_lost_snrm_or_ua_is_recovered_by_connecting_again() -> None:
+    meter = server_address(1, 0x11, 4)
+    client = HdlcConnection(Role.CLIENT, server_address=meter, client_address=client_address(0x10))
+    server = HdlcConnection(Role.SERVER, server_address=meter)
+    client.connect()
+    client.data_to_send()  # the SNRM is lost on the line
+    assert client.state is HdlcState.AWAITING_CONNECTION
+    client.connect()  # the transport's timer fires
+    server.receive_data(client.data_to_send())
+    server.data_to_send()  # this time the UA is lost
+    client.connect()
+    server.receive_data(client.data_to_send())  # a repeated SNRM resets the server's link
+    events = client.receive_data(server.data_to_send())
+    assert any(isinstance(e, Connected) for e in events)
+    assert client.state is HdlcState.CONNECTED and server.state is HdlcState.CONNECTED
+    assert server.peer_address == client_address(0x10)
+    assert client.peer_address == meter
+
+
+def test_a_lost_ua_to_disc_is_recovered_by_disconnecting_again() -> None:
+    meter = server_address(1, 0x11, 4)
+    client = HdlcConnection(Role.CLIENT, server_address=meter, client_address=client_address(0x10))
+    server = HdlcConnection(Role.SERVER, server_address=meter)
+    client.connect()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    client.disconnect()
+    server.receive_data(client.data_to_send())
+    server.data_to_send()  # the UA is lost
+    client.disconnect()
+    server.receive_data(client.data_to_send())  # the server, already disconnected, answers DM
+    events = client.receive_data(server.data_to_send())
+    assert any(isinstance(e, Disconnected) for e in events)
+    assert client.state is HdlcState.DISCONNECTED

@@ -23,8 +23,10 @@ app = typer.Typer(
 def _register() -> None:
     from cli.demo import demo
     from cli.dlms import app as dlms_app
+    from cli.sim import app as sim_app
 
     app.add_typer(dlms_app, name="dlms")
+    app.add_typer(sim_app, name="sim")
     app.command("demo")(demo)
 
 

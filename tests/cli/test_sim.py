@@ -1,0 +1,100 @@
+"""`hes sim fleet`: option checking through typer's runner, and a real subprocess stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from simulators.manifest import read_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concentrators", "-1"], "cannot be negative"),
+        (["--loss", "1.5"], "not a probability"),
+        (["--dc-outage", "DC0042"], "no such concentrator"),
+        (["--unreachable-share", "2"], "unreachable share"),
+        (["--base-port", "65535", "--concentrators", "2"], "do not fit"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["sim", "fleet", "--manifest", str(tmp_path / "m.json"), *args])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hes sim: ") and message in lines[0]
+    assert not (tmp_path / "m.json").exists()
+
+
+def _free_port_block(count: int) -> int:
+    """A base port whose next ``count`` ports were free a moment ago (bind port 0, then probe)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    pytest.skip("no block of free ports on loopback")
+
+
+def test_fleet_subprocess_writes_the_manifest_and_stops_on_sigterm(tmp_path: Path) -> None:
+    manifest = tmp_path / "fleet.json"
+    counters = tmp_path / "counters.json"
+    base = _free_port_block(4)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "sim", "fleet", "--concentrators", "2", "--meters-per-dc", "3", "--p2p", "2",
+         "--seed", "9", "--manifest", str(manifest), "--base-port", str(base), "--counters", str(counters),
+         "--dc-outage", "DC0002", "--time-scale", "60"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # printed once everything listens and the manifest is written
+        assert f"ports {base}-{base + 3}" in line, line
+        loaded = read_manifest(manifest)
+        assert [dc.port for dc in loaded.concentrators] == [base, base + 1]
+        assert [p.port for p in loaded.p2p] == [base + 2, base + 3]
+        with socket.create_connection(("127.0.0.1", base), timeout=5):
+            pass
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    assert process.returncode == 0, err
+    assert "stopped" in out
+    assert err.strip() == ""
+    raw = json.loads(manifest.read_text())
+    assert raw["seed"] == 9 and len(raw["concentrators"][0]["meters"]) == 3
+    # Ports are free again: the servers were closed.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", base))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -577,8 +577,8 @@ class ServerAssociation(Machine):
             InitiateRequest.decode(deciphered.plain)
             self._client_counter = deciphered.invocation_counter
             protection = Protection.GLO
-        elif self._policy.ciphered and self.state is not ServerState.IDLE:
-            raise SecurityError("an RLRQ without ciphered user-information in a ciphered context")
+        # A plain RLRQ in a ciphered context (gurux's default, and many head-ends') is answered too:
+        # releasing only ends the association, which anyone on the link could do by dropping it.
         reply = self._initiate_response(protection) if protection is not Protection.PLAIN else None
         self._outgoing.append(Rlre(ReleaseResponseReason.NORMAL, reply).encode())
         self._emit(Released(ReleaseResponseReason.NORMAL))

@@ -808,3 +808,16 @@ def test_unsolicited_exception_in_ready() -> None:
     link.associate()
     events = link.client.receive_apdu(_PEER_APDUS["exception"])
     assert only(events, ExceptionReceived).invoke_id is None
+
+
+def test_a_plain_rlrq_in_a_ciphered_context_is_answered() -> None:
+    """gurux (and many head-ends) release with a plain RLRQ; a meter answers RLRE rather than stay silent."""
+    from protocols.acse import Rlre, Rlrq
+
+    link = Link("hls-glo")
+    assert any(isinstance(e, Associated) for e in link.associate())
+    events = link.server.receive_apdu(Rlrq().encode())
+    assert any(isinstance(e, Released) for e in events)
+    answer = link.server.data_to_send()
+    assert len(answer) == 1 and isinstance(Rlre.decode(answer[0]), Rlre)
+    assert link.server.state is ServerState.IDLE

@@ -509,15 +509,14 @@ def test_bad_configuration_is_a_typed_error(changes: dict[str, Any]) -> None:
         replace(config(), **changes)
 
 
-def test_ten_thousand_meters_start_fast_and_small() -> None:
+def test_ten_thousand_meters_are_small() -> None:
+    """Nothing is precomputed per meter (start-up time is measured in bench/fleet.py)."""
     clock = frozen()
     store = MemoryCounterStore()
-    started = time.perf_counter()
     fleet = [
         SimulatedMeter(MeterConfig(f"F{n:08d}", SEED, n + 16, "hls-gmac", None, METER_TITLE, EK, AK), clock, store)
         for n in range(10_000)
     ]
-    assert time.perf_counter() - started < 2.0
     meter = fleet[-1]
     size = sys.getsizeof(meter) + sys.getsizeof(meter.config) + sys.getsizeof(meter.windows)
     assert size < 600

@@ -92,11 +92,11 @@ async def _serve(field: Fleet, manifest: Path) -> None:
     elif ports == list(range(ports[0], ports[0] + len(ports))):
         span = f"ports {ports[0]}-{ports[-1]}" if len(ports) > 1 else f"port {ports[0]}"
     else:
-        span = f"{len(ports)} free ports (in the manifest)"
+        span = f"{len(ports)} free ports"
     meters = sum(len(dc.meters) for dc in written.concentrators)
     announcement = (
         f"hes sim: {len(written.concentrators)} concentrator(s) ({meters} meters) and {len(written.p2p)} "
-        f"point-to-point meters listening on {field.options.host} {span}; manifest {manifest}; Ctrl-C stops"
+        f"point-to-point meters listening on {field.options.host}, {span}; manifest {manifest}; Ctrl-C stops"
     )
     await field.run_until_signal(ready=lambda: print(announcement, flush=True))
     print("hes sim: stopped", flush=True)

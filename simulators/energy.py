@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import IntEnum
 from functools import lru_cache
 from typing import NamedTuple
 
 from protocols.cosem_datetime import offset_timezone
-from simulators.events import BLOCK_DAYS, FIELD_EPOCH, outages_in_block
+from simulators.events import BLOCK_DAYS, FIELD_EPOCH, outages_in_block, relay_openings_in_block
 
 __all__ = [
     "FIELD_EPOCH",
@@ -333,13 +333,31 @@ def _outage_ranges(seed: Seed, serial: str, block: int) -> tuple[tuple[int, int]
     return tuple(_merge([_covering(down, up) for down, up in outages_in_block(seed, serial, block)]))
 
 
+@lru_cache(maxsize=32768)
+def _silent_ranges(seed: Seed, serial: str, block: int) -> tuple[tuple[int, int], ...]:
+    """Interval ranges of a block recording no energy: power cuts and the seeded relay openings."""
+    openings = [_covering(opened, closed) for opened, closed in relay_openings_in_block(seed, serial, block)]
+    return tuple(_merge(sorted([*_outage_ranges(seed, serial, block), *openings])))
+
+
 def _outages_between(seed: Seed, serial: str, lo: int, hi: int) -> list[tuple[int, int]]:
     """Merged power-cut interval ranges clipped to [lo, hi)."""
+    return _ranges_between(_outage_ranges, seed, serial, lo, hi)
+
+
+def _silent_between(seed: Seed, serial: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Merged ranges clipped to [lo, hi) where the seeded history records no energy."""
+    return _ranges_between(_silent_ranges, seed, serial, lo, hi)
+
+
+def _ranges_between(
+    ranges: Callable[[Seed, str, int], tuple[tuple[int, int], ...]], seed: Seed, serial: str, lo: int, hi: int
+) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     if hi <= lo:
         return out
     for block in range(max(0, lo // _BLOCK_INTERVALS), max(0, (hi - 1) // _BLOCK_INTERVALS) + 1):
-        for a, b in _outage_ranges(seed, serial, block):
+        for a, b in ranges(seed, serial, block):
             a, b = max(a, lo), min(b, hi)
             if a < b:
                 out.append((a, b))
@@ -353,7 +371,7 @@ def _relay_ranges(windows: Sequence[Window]) -> list[tuple[int, int]]:
 def dead_intervals(seed: Seed, serial: str, lo: int, hi: int, windows: Sequence[Window] = ()) -> list[tuple[int, int]]:
     """Merged ranges of intervals in [lo, hi) that record 0 (a power cut or an open relay overlaps)."""
     relay = [(max(a, lo), min(b, hi)) for a, b in _relay_ranges(windows)]
-    return _merge(_outages_between(seed, serial, lo, hi) + relay)
+    return _merge(sorted(_silent_between(seed, serial, lo, hi) + [r for r in relay if r[0] < r[1]]))
 
 
 def measured_interval(seed: Seed, serial: str, index: int, windows: Sequence[Window] = ()) -> tuple[int, int]:
@@ -383,12 +401,13 @@ _ZERO = _Natural(0, 0, 0)
 
 
 def _measured_in_day(seed: Seed, serial: str, day: int, slot: int) -> _Natural:
-    """Energy recorded in the day's first ``slot`` intervals, power cuts removed (relay not)."""
+    """Energy recorded in the day's first ``slot`` intervals: power cuts and seeded relay openings
+    removed (the relay operations of clients, which are not seeded, are applied by the callers)."""
     if day < 0 or slot <= 0:
         return _ZERO
     value = _natural_in_day(seed, serial, day, slot)
     first = day * INTERVALS_PER_DAY
-    for lo, hi in _outages_between(seed, serial, first, first + slot):
+    for lo, hi in _silent_between(seed, serial, first, first + slot):
         value = _sub(
             value,
             _sub(_natural_in_day(seed, serial, day, hi - first), _natural_in_day(seed, serial, day, lo - first)),

@@ -35,6 +35,8 @@ __all__ = [
     "events_between",
     "outages",
     "outages_in_block",
+    "relay_openings",
+    "relay_openings_in_block",
 ]
 
 #: The simulated field's epoch (2024-01-01T00:00Z): meters were installed then, with their
@@ -105,6 +107,7 @@ class MeterEvent(NamedTuple):
 class _Block(NamedTuple):
     events: tuple[MeterEvent, ...]  # sorted by time
     outages: tuple[tuple[datetime, datetime], ...]  # power down .. power up, sorted, disjoint
+    relay_openings: tuple[tuple[datetime, datetime], ...] = ()  # manual disconnection .. connection
 
 
 @lru_cache(maxsize=32768)
@@ -146,8 +149,18 @@ def _block(seed: int | str, serial: str, block: int) -> _Block:
         shift = rng.choice((-1, 1)) * rng.randrange(2, 40)
         events.append(MeterEvent(at, EventCode.CLOCK_ADJUSTED_OLD_TIME))
         events.append(MeterEvent(at + timedelta(seconds=shift), EventCode.CLOCK_ADJUSTED_NEW_TIME))
+    # Drawn last so that every earlier draw stays what it was: now and then the customer opens the
+    # relay with the meter's button (leaving home, works on the installation) and closes it later.
+    # The meter records no energy meanwhile; the supply side stays live, so voltage is still measured.
+    openings: list[tuple[datetime, datetime]] = []
+    if rng.random() < 0.06:
+        at = start + timedelta(seconds=rng.randrange(int(span) - 7 * 3600))
+        until = at + timedelta(seconds=rng.randrange(600, 6 * 3600))
+        openings.append((at, until))
+        events.append(MeterEvent(at, EventCode.MANUAL_DISCONNECTION))
+        events.append(MeterEvent(until, EventCode.MANUAL_CONNECTION))
     events.sort()
-    return _Block(tuple(events), tuple(merged))
+    return _Block(tuple(events), tuple(merged), tuple(openings))
 
 
 def _blocks(start: datetime, end: datetime) -> range:
@@ -167,6 +180,21 @@ def events_between(seed: int | str, serial: str, log: EventLog, start: datetime,
 def outages_in_block(seed: int | str, serial: str, block: int) -> tuple[tuple[datetime, datetime], ...]:
     """The power cuts (down, up) of one block, sorted and disjoint; each lies within its block."""
     return _block(seed, serial, block).outages
+
+
+def relay_openings_in_block(seed: int | str, serial: str, block: int) -> tuple[tuple[datetime, datetime], ...]:
+    """The seeded manual relay openings (disconnection, connection) of one block; each lies within it."""
+    return _block(seed, serial, block).relay_openings
+
+
+def relay_openings(seed: int | str, serial: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The seeded manual relay openings that overlap [start, end)."""
+    return [
+        (opened, closed)
+        for block in _blocks(start, end)
+        for opened, closed in _block(seed, serial, block).relay_openings
+        if opened < end and closed > start
+    ]
 
 
 def outages(seed: int | str, serial: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

@@ -101,7 +101,7 @@ from simulators.energy import (
     registers_after,
     voltage_at,
 )
-from simulators.events import EventCode, EventLog, MeterEvent, events_between
+from simulators.events import EventCode, EventLog, MeterEvent, events_between, relay_openings
 
 __all__ = [
     "A_MINUS",
@@ -772,9 +772,14 @@ class MeterSession:
             return _profile_attribute(profile, attribute, meter, now)
         if class_id == 70:
             relay = meter.relay
+            output, control = relay.output_state, relay.control_state
+            if output and relay_openings(config.seed, config.serial, now, now + timedelta(microseconds=1)):
+                # The customer opened the relay with the meter's button (seeded history): manual
+                # disconnection leaves it ready for reconnection until closed the same way.
+                output, control = False, ControlState.READY_FOR_RECONNECTION
             return {
-                2: Data.boolean(relay.output_state),
-                3: Data.enum(int(relay.control_state)),
+                2: Data.boolean(output),
+                3: Data.enum(int(control)),
                 4: Data.enum(int(relay.control_mode)),
             }.get(attribute)
         if class_id == 64:

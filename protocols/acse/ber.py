@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+# BER definite lengths and A-XDR lengths are the same bytes (short form, or 0x80 | n and n bytes).
+from protocols.axdr import decode_length, encode_length
 from protocols.errors import DecodeError, EncodeError
 
 __all__ = [
@@ -20,38 +22,6 @@ __all__ = [
     "encode_tlv",
     "iter_tlvs",
 ]
-
-#: Longest definite length accepted from a peer, in length bytes (4 GB is far beyond any APDU).
-_MAX_LENGTH_BYTES = 4
-
-
-def encode_length(length: int) -> bytes:
-    """Definite length: short form below 128, else 0x80 | n and n big-endian bytes."""
-    if length < 0:
-        raise EncodeError(f"negative length {length}")
-    if length < 0x80:
-        return bytes((length,))
-    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def decode_length(buf: bytes, pos: int) -> tuple[int, int]:
-    """Decode a definite length at ``pos``; returns (length, position after it)."""
-    if pos >= len(buf):
-        raise DecodeError("BER length expected, buffer ended", pos)
-    first = buf[pos]
-    if first < 0x80:
-        return first, pos + 1
-    n = first & 0x7F
-    if n == 0:
-        raise DecodeError("indefinite BER length not allowed", pos)
-    if n > _MAX_LENGTH_BYTES:
-        raise DecodeError(f"BER length of {n} bytes not supported", pos)
-    end = pos + 1 + n
-    if end > len(buf):
-        raise DecodeError("BER length truncated", pos)
-    return int.from_bytes(buf[pos + 1 : end], "big"), end
-
 
 def decode_tag(buf: bytes, pos: int) -> tuple[int, int]:
     """Decode an identifier at ``pos``; returns its bytes read as one integer (e.g. 0x5F1F) and the end."""

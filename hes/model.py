@@ -45,6 +45,7 @@ class DirectRoute:
     server_sap: int = 1
     physical_address: int | None = None  # HDLC lower address
     serial_device: str | None = None
+    baud_rate: int = 9600  # serial line speed (interface "serial"); after an optical sign-on, the agreed one
 
 
 @dataclass(frozen=True, slots=True)

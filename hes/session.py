@@ -1,0 +1,612 @@
+"""Meter sessions: reach a meter by its route, associate per its security policy, GET/SET/ACTION, release.
+
+``open_session(target, counters, ...)`` is an async context manager giving a ``MeterSession``::
+
+    async with open_session(target, reservation, limits=limits, timeouts=Timeouts(read=20)) as s:
+        clock = await s.get(8, CLOCK, 2)
+    registry.save_counters(target, s.counters_used, s.last_received)
+
+Routes (``hes.model``): a point-to-point meter over the TCP wrapper, HDLC over TCP or HDLC over a
+serial line; a meter behind a data concentrator (DC), either end to end through the DC's gateway
+(one TCP connection to the DC, the meter's association with the meter's security wrapped in
+gateway APDUs) or "concentrated" (an association with the DC's logical device for that meter,
+with the DC's security, answered from the DC's tables). Sessions through one DC share its budget:
+``ConcentratorLimits`` holds one semaphore per DC id.
+
+Invocation counters come from a ``CounterReservation`` (already persisted by the registry): the
+session never uses a counter at or beyond ``limit`` (``ReservationExhausted``: ask for a new
+reservation), and reports the highest one used (``counters_used``) and the last one accepted from
+the server (``last_received``) for the caller to persist. Every failure is an error of the stack's
+one tree (``protocols.errors``), each saying whether a retry can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from hes.model import CounterReservation, DirectRoute, MeterSecurity, MeterTarget, ViaConcentrator
+from hes.transport import ApduLink, HdlcOptions, WrapperLink, open_hdlc, open_serial, open_tcp
+from hes.transport.hdlc import DEFAULT_PARAMETERS
+from protocols.acse import AcseServiceUserDiagnostic, AssociationResult, MechanismName, ResultSource
+from protocols.association import (
+    ActionResult,
+    Associated,
+    AssociationRejected,
+    CipheringMode,
+    ClientAssociation,
+    ClientConfig,
+    ClientState,
+    ConfirmedServiceErrorReceived,
+    Event,
+    ExceptionReceived,
+    GatewayAddress,
+    GetResult,
+    GetWithListResult,
+    NotificationReceived,
+    Released,
+    RemoteProtocolError,
+    SecurityFailure,
+    SecurityPolicy,
+    SetResult,
+)
+from protocols.axdr import Data, decode_data_exact, encode_data
+from protocols.errors import (
+    ConnectionLost,
+    DlmsError,
+    ProtocolError,
+    ReadTimeout,
+    SecurityError,
+    ServiceError,
+    TransportError,
+)
+from protocols.hdlc import HdlcParameters
+from protocols.obis import ObisCode
+from protocols.xdlms.common import ActionResult as ActionResultCode
+from protocols.xdlms.common import (
+    CosemAttributeDescriptor,
+    CosemAttributeDescriptorWithSelection,
+    CosemMethodDescriptor,
+    DataAccessResult,
+    SelectiveAccessDescriptor,
+)
+from protocols.xdlms.conformance import Conformance
+from protocols.xdlms.errors import ApplicationReferenceError
+from protocols.xdlms.selective_access import EntryDescriptor, RangeDescriptor
+
+__all__ = [
+    "Access",
+    "AssociationRefused",
+    "AttributeRef",
+    "AuthenticationRefused",
+    "ConcentratorLimits",
+    "LinkFactory",
+    "MeterSession",
+    "ReservationExhausted",
+    "TargetError",
+    "Timeouts",
+    "open_session",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Selective access as the caller has it: the encoded descriptor, or a range/entry to encode.
+Access = SelectiveAccessDescriptor | RangeDescriptor | EntryDescriptor
+#: Bytes for the HLS-GMAC client challenge (CtoS): ``os.urandom`` unless a test passes its own.
+Rng = Callable[[int], bytes]
+#: Opens the link for a target instead of its route (see ``open_session``).
+LinkFactory = Callable[[MeterTarget], Awaitable[ApduLink]]
+
+_CHALLENGE_SIZE = 16
+_AWAITING = frozenset((ClientState.AWAITING_AARE, ClientState.AWAITING_HLS_REPLY, ClientState.AWAITING_RESPONSE,
+                       ClientState.AWAITING_RLRE))
+_DECIPHERING_ERROR = int(ApplicationReferenceError.DECIPHERING_ERROR)
+_AUTHENTICATION_DIAGNOSTICS = frozenset((
+    AcseServiceUserDiagnostic.AUTHENTICATION_FAILURE,
+    AcseServiceUserDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED,
+    AcseServiceUserDiagnostic.AUTHENTICATION_MECHANISM_NAME_REQUIRED,
+    AcseServiceUserDiagnostic.AUTHENTICATION_REQUIRED,
+))
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+class TargetError(DlmsError):
+    """The target cannot be used as given (missing keys or serial device, counters out of range): fix the data."""
+
+
+class ReservationExhausted(DlmsError):
+    """Every invocation counter of the reservation is used: the caller must reserve new ones, then retry."""
+
+    retryable = True
+
+
+class AssociationRefused(ServiceError):
+    """The server rejected the association (AARE result not accepted).
+
+    ``permanent`` rejections with no reason given are what a decommissioned meter answers (the
+    simulated meters do exactly that); ``retryable`` only for a transient rejection.
+    """
+
+    def __init__(self, message: str, result: AssociationResult, diagnostic: int,
+                 result_source: ResultSource) -> None:
+        super().__init__(message, diagnostic, retryable=result is AssociationResult.REJECTED_TRANSIENT)
+        self.result = result
+        self.diagnostic = diagnostic
+        self.result_source = result_source
+
+    @property
+    def permanent(self) -> bool:
+        return self.result is AssociationResult.REJECTED_PERMANENT
+
+
+class AuthenticationRefused(SecurityError):
+    """The server rejected the association because authentication failed (wrong password or keys)."""
+
+    def __init__(self, message: str, diagnostic: int) -> None:
+        super().__init__(message)
+        self.diagnostic = diagnostic
+
+
+# --- settings ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Deadlines in seconds: TCP/serial connect; each wait for an answer (per APDU, per SNRM/RR repeat);
+    the release exchange and, again, closing the link. ``retries``: HDLC SNRM/RR/DISC repeats."""
+
+    connect: float = 10.0
+    read: float = 10.0
+    release: float = 3.0
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "release"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"timeout {name}={getattr(self, name)} must be positive")
+        if self.retries < 0:
+            raise ValueError(f"retries {self.retries} cannot be negative")
+
+
+class ConcentratorLimits:
+    """How many sessions may run at once through each data concentrator (one semaphore per DC id).
+
+    One object per event loop, shared by every session of the process (a semaphore is bound to the
+    loop that first waits on it). ``default`` applies to a DC not named in ``per_concentrator``.
+    ``active(dc)`` and ``peak[dc]`` show the use, for operators and tests.
+    """
+
+    def __init__(self, default: int = 4, per_concentrator: Mapping[str, int] | None = None) -> None:
+        budgets = dict(per_concentrator or {})
+        for name, value in [("default", default), *budgets.items()]:
+            if value < 1:
+                raise ValueError(f"session budget {value} for {name} must be at least 1")
+        self.default = default
+        self._budgets = budgets
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._active: dict[str, int] = {}
+        #: The most sessions seen at once, per DC.
+        self.peak: dict[str, int] = {}
+
+    def budget(self, concentrator_id: str) -> int:
+        return self._budgets.get(concentrator_id, self.default)
+
+    def active(self, concentrator_id: str) -> int:
+        return self._active.get(concentrator_id, 0)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, concentrator_id: str) -> AsyncIterator[None]:
+        """Hold one of the DC's session slots (waits while all are taken)."""
+        semaphore = self._semaphores.get(concentrator_id)
+        if semaphore is None:
+            semaphore = self._semaphores[concentrator_id] = asyncio.Semaphore(self.budget(concentrator_id))
+        async with semaphore:
+            count = self._active[concentrator_id] = self.active(concentrator_id) + 1
+            self.peak[concentrator_id] = max(self.peak.get(concentrator_id, 0), count)
+            try:
+                yield
+            finally:
+                self._active[concentrator_id] -= 1
+
+
+class AttributeRef(NamedTuple):
+    """One attribute to read in ``get_many``."""
+
+    class_id: int
+    obis: ObisCode
+    attribute: int
+    access: Access | None = None
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _selection(access: Access | None) -> SelectiveAccessDescriptor | None:
+    if access is None or isinstance(access, SelectiveAccessDescriptor):
+        return access
+    return access.to_access_selection()
+
+
+def _policy(security: MeterSecurity, client_title: bytes, what: str) -> SecurityPolicy:
+    try:
+        if security.policy == "none":
+            return SecurityPolicy()
+        if security.policy == "lls":
+            return SecurityPolicy(mechanism=MechanismName.LLS, password=security.password)
+        if security.policy == "hls-gmac":
+            return SecurityPolicy(mechanism=MechanismName.HLS_GMAC, ciphering=CipheringMode.SERVICE_SPECIFIC,
+                                  system_title=client_title, encryption_key=security.ek,
+                                  authentication_key=security.ak)
+    except ValueError as exc:
+        raise TargetError(f"{what}: security {security.policy}: {exc}") from None
+    raise TargetError(f"{what}: unknown security policy {security.policy!r}")
+
+
+def _access_error(what: str, result: DataAccessResult) -> ServiceError:
+    return ServiceError(f"{what}: {result.name.lower().replace('_', '-')}", int(result),
+                        retryable=result is DataAccessResult.TEMPORARY_FAILURE)
+
+
+def _describe(class_id: int, obis: ObisCode, member: int, kind: str = "attribute") -> str:
+    return f"IC {class_id} {obis} {kind} {member}"
+
+
+# --- the session ----------------------------------------------------------------------------------------
+
+
+class MeterSession:
+    """One association with one meter (or with a DC's logical device for it), over one link.
+
+    Made by ``open_session``; one request at a time (calls are serialised by a lock).
+    """
+
+    def __init__(self, target: MeterTarget, counters: CounterReservation, *, timeouts: Timeouts, rng: Rng,
+                 hdlc_parameters: HdlcParameters, max_receive_pdu_size: int,
+                 connect: LinkFactory | None = None) -> None:
+        self.target = target
+        self._link_factory = connect
+        self.reservation = counters
+        self.timeouts = timeouts
+        self._hdlc_parameters = hdlc_parameters
+        #: The highest invocation counter consumed (None: none was needed), to persist.
+        self.counters_used: int | None = None
+        #: Pushes (data / event notifications) that arrived during the session.
+        self.notifications: list[NotificationReceived] = []
+        self.associated: Associated | None = None
+        self._exhausted: ReservationExhausted | None = None
+        self._link: ApduLink | None = None
+        self._broken = False
+        self._closed = False
+        self._lock = asyncio.Lock()
+        route = target.route
+        if isinstance(route, ViaConcentrator) and route.mode == "concentrated":
+            security = route.dc_security
+            self.what = f"meter {target.serial} (DC {route.concentrator_id} tables)"
+        else:
+            security = target.security
+            self.what = f"meter {target.serial}" + (
+                f" (via DC {route.concentrator_id})" if isinstance(route, ViaConcentrator) else "")
+        policy = _policy(security, target.client_system_title, self.what)
+        gateway = None
+        if isinstance(route, ViaConcentrator) and route.mode == "gateway":
+            gateway = GatewayAddress(route.network_id, route.physical_address)
+        try:
+            config = ClientConfig(
+                policy=policy,
+                client_challenge=rng(_CHALLENGE_SIZE) if policy.mechanism is MechanismName.HLS_GMAC else None,
+                invocation_counter=counters.start,
+                server_invocation_counter=counters.last_received,
+                server_system_title=security.system_title if policy.uses_system_titles else None,
+                max_receive_pdu_size=max_receive_pdu_size,
+                gateway=gateway,
+                counter_used=self._counter_used,
+            )
+        except ValueError as exc:
+            raise TargetError(f"{self.what}: {exc}") from None
+        self._association = ClientAssociation(config)
+
+    # --- what the caller persists -------------------------------------------------------------------
+
+    @property
+    def last_received(self) -> int | None:
+        """The last invocation counter accepted from the server (the replay check's floor), to persist."""
+        return self._association.server_invocation_counter
+
+    @property
+    def conformance(self) -> Conformance:
+        return self._association.conformance
+
+    def _counter_used(self, value: int) -> None:
+        # Runs before the APDU carrying ``value`` is built: refusing here means it is never sent.
+        if value >= self.reservation.limit:
+            self._exhausted = ReservationExhausted(
+                f"{self.what}: invocation counter {value} reaches the reservation's limit "
+                f"{self.reservation.limit}; reserve new counters and retry")
+            raise self._exhausted
+        self.counters_used = value if self.counters_used is None else max(self.counters_used, value)
+
+    # --- opening and closing --------------------------------------------------------------------------
+
+    async def _connect(self) -> ApduLink:
+        route, t = self.target.route, self.timeouts
+        if isinstance(route, DirectRoute):
+            options = HdlcOptions(client_sap=route.client_sap, server_logical=route.server_sap,
+                                  server_physical=route.physical_address, parameters=self._hdlc_parameters,
+                                  retries=t.retries, disc_timeout=t.release)
+            if route.interface == "serial":
+                if not route.serial_device:
+                    raise TargetError(f"{self.what}: interface serial, but no serial device is set")
+                serial_stream = await open_serial(route.serial_device, route.baud_rate, timeout=t.connect)
+                return await open_hdlc(serial_stream, options, timeout=t.read)
+            stream = await open_tcp(route.host, route.port, timeout=t.connect)
+            if route.interface == "hdlc":
+                return await open_hdlc(stream, options, timeout=t.read)
+            return WrapperLink(stream, client_wport=route.client_sap, server_wport=route.server_sap)
+        stream = await open_tcp(route.host, route.port, timeout=t.connect)
+        if route.mode == "gateway":
+            # The meter's own client SAP, carried end to end; the DC forwards from its management wPort.
+            return WrapperLink(stream, client_wport=self.target.client_sap, server_wport=route.management_wport)
+        return WrapperLink(stream, client_wport=route.dc_client_sap, server_wport=route.logical_device)
+
+    async def _open(self) -> None:
+        self._link = await (self._link_factory(self.target) if self._link_factory else self._connect())
+        try:
+            self._association.associate()
+            event = await self._exchange("association")
+            if not isinstance(event, Associated):
+                raise self._error(event, "association")
+            self.associated = event
+        except BaseException:
+            await self._close_link()
+            raise
+
+    async def close(self) -> None:
+        """Release the association and close the link: best effort, bounded by ``timeouts.release`` each."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.associated is not None and not self._broken:
+                association = self._association
+                if association.state is ClientState.AWAITING_RESPONSE:
+                    association.cancel_request()
+                if association.state is ClientState.READY:
+                    try:
+                        async with asyncio.timeout(self.timeouts.release):
+                            association.release()
+                            event = await self._exchange("release")
+                        if not isinstance(event, Released):
+                            logger.info("%s: release answered with %s", self.what, type(event).__name__)
+                    except (DlmsError, TimeoutError) as exc:
+                        # The association ends with the link anyway; the meter times it out.
+                        logger.info("%s: release failed (%s); closing the link", self.what, exc)
+        finally:
+            await self._close_link()
+
+    async def _close_link(self) -> None:
+        link, self._link = self._link, None
+        if link is None:
+            return
+        try:
+            async with asyncio.timeout(self.timeouts.release):
+                await link.aclose()
+        except (TimeoutError, TransportError) as exc:
+            logger.info("%s: closing the link: %s", self.what, exc)
+
+    # --- the exchange loop ----------------------------------------------------------------------------------
+
+    async def _exchange(self, what: str) -> Event:
+        """Send what the association queued; read until the exchange it started is over; return its event."""
+        link = self._link
+        if link is None or self._broken:
+            raise ConnectionLost(f"{self.what}: the session's link is closed")
+        association = self._association
+        try:
+            while True:
+                outgoing = association.data_to_send()
+                if outgoing:
+                    await link.send(outgoing)
+                apdu = await link.receive(self.timeouts.read)
+                result: Event | None = None
+                for event in association.receive_apdu(apdu):
+                    if isinstance(event, NotificationReceived):
+                        self.notifications.append(event)
+                    elif result is None:
+                        result = event
+                    else:
+                        logger.info("%s: %s: extra %s ignored", self.what, what, type(event).__name__)
+                if self._exhausted is not None:
+                    raise self._exhausted
+                if association.state not in _AWAITING:
+                    if result is None:
+                        raise ProtocolError(f"{self.what}: {what} ended without a result")
+                    return result
+                if result is not None:
+                    # An error that did not end the exchange (e.g. a late answer to an abandoned request).
+                    logger.info("%s: %s: %s while waiting; still waiting", self.what, what, type(result).__name__)
+        except ReadTimeout:
+            if association.state is ClientState.AWAITING_RESPONSE:
+                # Keep the association usable: a late answer will be refused by its invoke id.
+                association.cancel_request()
+            elif association.state in _AWAITING:
+                self._broken = True
+            raise
+        except TransportError:
+            self._broken = True
+            association.reset()
+            raise
+
+    def _error(self, event: Event, what: str) -> DlmsError:
+        """The typed error for an event that is not the awaited result."""
+        prefix = f"{self.what}: {what}"
+        if isinstance(event, ExceptionReceived):
+            error = event.exception.to_error()
+            return ServiceError(f"{prefix}: {error}", error.code, retryable=error.retryable)
+        if isinstance(event, ConfirmedServiceErrorReceived):
+            e = event.error
+            return ServiceError(f"{prefix}: confirmed-service-error {e.service.name.lower()} "
+                                f"{e.error.name.lower()} {e.value}", e.value)
+        if isinstance(event, SecurityFailure | RemoteProtocolError):
+            return event.error
+        if isinstance(event, AssociationRejected):
+            return self._rejected(event)
+        return ProtocolError(f"{prefix}: unexpected {type(event).__name__}")
+
+    def _rejected(self, event: AssociationRejected) -> DlmsError:
+        diagnostic: str | int = event.diagnostic
+        if event.result_source is ResultSource.ACSE_SERVICE_USER:
+            with contextlib.suppress(ValueError):
+                diagnostic = AcseServiceUserDiagnostic(event.diagnostic).name.lower().replace("_", "-")
+            if event.diagnostic in _AUTHENTICATION_DIAGNOSTICS:
+                return AuthenticationRefused(f"{self.what}: association rejected, authentication failed "
+                                             f"({diagnostic}): wrong password or keys", event.diagnostic)
+            # The AARE says only the error's value, not its kind; 6 is no InitiateError value, so it is
+            # application-reference deciphering-error: the meter could not decipher our InitiateRequest.
+            if event.initiate_error == _DECIPHERING_ERROR:
+                return AuthenticationRefused(f"{self.what}: association rejected, the meter could not decipher "
+                                             f"the request: wrong keys, or an invocation counter it has seen",
+                                             event.diagnostic)
+        result = event.result.name.lower().replace("_", "-")
+        hint = ""
+        if event.result is AssociationResult.REJECTED_PERMANENT:
+            hint = ": the meter is not commissioned (decommissioned) or does not accept this client"
+        return AssociationRefused(f"{self.what}: association rejected ({result}, {diagnostic}){hint}",
+                                  event.result, event.diagnostic, event.result_source)
+
+    def _check_open(self) -> None:
+        if self._closed or self._link is None:
+            raise ConnectionLost(f"{self.what}: the session is closed")
+        if self._broken:
+            raise ConnectionLost(f"{self.what}: the link broke earlier in this session")
+
+    # --- services -----------------------------------------------------------------------------------------
+
+    async def get_raw(self, class_id: int, obis: ObisCode, attribute: int, access: Access | None = None) -> bytes:
+        """The attribute's encoded ``Data`` (blocks joined); a refusal raises ``ServiceError`` with its code."""
+        what = f"GET {_describe(class_id, obis, attribute)}"
+        async with self._lock:
+            self._check_open()
+            self._association.get(CosemAttributeDescriptor(class_id, obis, attribute), _selection(access))
+            event = await self._exchange(what)
+        if isinstance(event, GetResult):
+            if isinstance(event.data, DataAccessResult):
+                raise _access_error(f"{self.what}: {what}", event.data)
+            return event.data
+        raise self._error(event, what)
+
+    async def get(self, class_id: int, obis: ObisCode, attribute: int, access: Access | None = None) -> Data:
+        """The attribute's value, decoded (``DecodeError`` if the meter's bytes are not one ``Data``)."""
+        return decode_data_exact(await self.get_raw(class_id, obis, attribute, access))
+
+    async def get_many(self, items: Sequence[AttributeRef | tuple[int, ObisCode, int]]) -> list[Data | ServiceError]:
+        """Several attributes: one GET-with-list when the server granted it, else one GET each.
+
+        Each entry is the value or the ``ServiceError`` for that attribute alone; errors that end the
+        whole exchange (transport, security) are raised.
+        """
+        refs = [item if isinstance(item, AttributeRef) else AttributeRef(*item) for item in items]
+        if not refs:
+            return []
+        if not self._association.conformance & Conformance.MULTIPLE_REFERENCES or len(refs) == 1:
+            out: list[Data | ServiceError] = []
+            for ref in refs:
+                try:
+                    out.append(await self.get(*ref))
+                except ServiceError as exc:
+                    out.append(exc)
+            return out
+        what = f"GET-with-list of {len(refs)} attributes"
+        async with self._lock:
+            self._check_open()
+            self._association.get_with_list([
+                CosemAttributeDescriptorWithSelection(CosemAttributeDescriptor(r.class_id, r.obis, r.attribute),
+                                                      _selection(r.access))
+                for r in refs
+            ])
+            event = await self._exchange(what)
+        if not isinstance(event, GetWithListResult):
+            raise self._error(event, what)
+        if len(event.results) != len(refs):
+            raise ProtocolError(f"{self.what}: {what}: {len(event.results)} results for {len(refs)} attributes")
+        values: list[Data | ServiceError] = []
+        for ref, item in zip(refs, event.results):
+            if isinstance(item, DataAccessResult):
+                values.append(_access_error(f"{self.what}: GET {_describe(ref.class_id, ref.obis, ref.attribute)}",
+                                            item))
+            else:
+                values.append(decode_data_exact(item))
+        return values
+
+    async def set(self, class_id: int, obis: ObisCode, attribute: int, value: Data,
+                  access: Access | None = None) -> None:
+        """Write ``value``; a refusal raises ``ServiceError`` with the DataAccessResult."""
+        what = f"SET {_describe(class_id, obis, attribute)}"
+        async with self._lock:
+            self._check_open()
+            self._association.set(CosemAttributeDescriptor(class_id, obis, attribute), encode_data(value),
+                                  _selection(access))
+            event = await self._exchange(what)
+        if not isinstance(event, SetResult):
+            raise self._error(event, what)
+        if event.result is not DataAccessResult.SUCCESS:
+            raise _access_error(f"{self.what}: {what}", event.result)
+
+    async def action(self, class_id: int, obis: ObisCode, method: int, parameters: Data | None = None) -> Data | None:
+        """Invoke a method; returns its return data (None without); a refusal raises ``ServiceError``."""
+        what = f"ACTION {_describe(class_id, obis, method, 'method')}"
+        async with self._lock:
+            self._check_open()
+            self._association.action(CosemMethodDescriptor(class_id, obis, method),
+                                     None if parameters is None else encode_data(parameters))
+            event = await self._exchange(what)
+        if not isinstance(event, ActionResult):
+            raise self._error(event, what)
+        if event.result is not ActionResultCode.SUCCESS:
+            raise ServiceError(f"{self.what}: {what}: {event.result.name.lower().replace('_', '-')}",
+                               int(event.result), retryable=event.result is ActionResultCode.TEMPORARY_FAILURE)
+        if isinstance(event.data, DataAccessResult):
+            raise _access_error(f"{self.what}: {what} return data", event.data)
+        return None if event.data is None else decode_data_exact(event.data)
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    target: MeterTarget,
+    counters: CounterReservation,
+    *,
+    limits: ConcentratorLimits | None = None,
+    timeouts: Timeouts | None = None,
+    rng: Rng = os.urandom,
+    hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
+    max_receive_pdu_size: int = 0xFFFF,
+    connect: LinkFactory | None = None,
+) -> AsyncIterator[MeterSession]:
+    """Connect by the target's route and associate; release and close on exit (also on error).
+
+    Through a DC, the session first takes one of the DC's slots in ``limits`` (None: no limit).
+    Errors: ``ConnectTimeout``/``ConnectionLost``/``ReadTimeout`` (transport), ``SecurityError``
+    (wrong keys, replay; ``AuthenticationRefused``), ``AssociationRefused`` (e.g. decommissioned),
+    ``ServiceError`` (exception responses, refused attributes), ``ReservationExhausted``,
+    ``TargetError`` (unusable target data). ``connect`` replaces the route's own link (an already
+    open line, e.g. after an optical sign-on, or an in-process meter for the benchmark).
+    """
+    session = MeterSession(target, counters, timeouts=timeouts or Timeouts(), rng=rng,
+                           hdlc_parameters=hdlc_parameters, max_receive_pdu_size=max_receive_pdu_size,
+                           connect=connect)
+    async with contextlib.AsyncExitStack() as stack:
+        route = target.route
+        if limits is not None and isinstance(route, ViaConcentrator):
+            await stack.enter_async_context(limits.slot(route.concentrator_id))
+        await session._open()
+        try:
+            yield session
+        finally:
+            await session.close()
+

@@ -76,7 +76,7 @@ from protocols.xdlms.common import (
     SelectiveAccessDescriptor,
 )
 from protocols.xdlms.conformance import Conformance
-from protocols.xdlms.errors import ApplicationReferenceError
+from protocols.xdlms.errors import ApplicationReferenceError, ServiceErrorChoice
 from protocols.xdlms.selective_access import EntryDescriptor, RangeDescriptor
 
 __all__ = [
@@ -467,9 +467,10 @@ class MeterSession:
             if event.diagnostic in _AUTHENTICATION_DIAGNOSTICS:
                 return AuthenticationRefused(f"{self.what}: association rejected, authentication failed "
                                              f"({diagnostic}): wrong password or keys", event.diagnostic)
-            # The AARE says only the error's value, not its kind; 6 is no InitiateError value, so it is
             # application-reference deciphering-error: the meter could not decipher our InitiateRequest.
-            if event.initiate_error == _DECIPHERING_ERROR:
+            error = event.service_error
+            if (error is not None and error.error is ServiceErrorChoice.APPLICATION_REFERENCE
+                    and error.value == _DECIPHERING_ERROR):
                 return AuthenticationRefused(f"{self.what}: association rejected, the meter could not decipher "
                                              f"the request: wrong keys, or an invocation counter it has seen",
                                              event.diagnostic)

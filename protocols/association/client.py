@@ -563,9 +563,12 @@ class ClientAssociation(Machine):
     def _on_aare(self, aare: Aare) -> ClientState:
         if aare.result != AssociationResult.ACCEPTED:
             info = aare.user_information
-            initiate_error = info.value if isinstance(info, InitiateServiceError) else None
+            error = info if isinstance(info, InitiateServiceError) else None
             self._emit(
-                AssociationRejected(aare.result, int(aare.diagnostic), aare.result_source, initiate_error)
+                AssociationRejected(
+                    aare.result, int(aare.diagnostic), aare.result_source,
+                    None if error is None else error.value, error,
+                )
             )
             return ClientState.IDLE
         title = aare.responding_ap_title

@@ -59,13 +59,16 @@ class AssociationRejected:
     """The AARE refused the association (client), or this server refused an AARQ (server).
 
     ``diagnostic`` is an AcseServiceUserDiagnostic / AcseServiceProviderDiagnostic value;
-    ``initiate_error`` the InitiateError value when the user-information said why.
+    ``initiate_error`` the error's value when the user-information carried a ConfirmedServiceError,
+    and ``service_error`` that whole error, whose kind tells e.g. an initiate error from an
+    application-reference deciphering error.
     """
 
     result: AssociationResult
     diagnostic: int
     result_source: ResultSource = ResultSource.ACSE_SERVICE_USER
     initiate_error: int | None = None
+    service_error: ConfirmedServiceError | None = None
 
 
 @dataclass(frozen=True, slots=True)

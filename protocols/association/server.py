@@ -402,6 +402,7 @@ class ServerAssociation(Machine):
                 AssociationResult.REJECTED_PERMANENT,
                 int(diagnostic),
                 initiate_error=None if initiate is None else initiate.value,
+                service_error=initiate,
             )
         )
         return ServerState.IDLE

@@ -388,6 +388,8 @@ def test_wrong_hls_key_ciphered_context_aarq_refused() -> None:
     link = Link("hls-glo", server_key=OTHER_KEY)
     rejected = only(link.associate(), AssociationRejected)
     assert rejected.initiate_error == 6  # application-reference deciphering-error
+    assert rejected.service_error is not None
+    assert rejected.service_error.error is ServiceErrorChoice.APPLICATION_REFERENCE
     assert link.client.state is ClientState.IDLE
 
 

@@ -21,12 +21,20 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from cli.concentrator import app as concentrator_app
+    from cli.db import app as db_app
     from cli.demo import demo
     from cli.dlms import app as dlms_app
+    from cli.meter import app as meter_app
+    from cli.registry import app as registry_app
     from cli.sim import app as sim_app
 
     app.add_typer(dlms_app, name="dlms")
     app.add_typer(sim_app, name="sim")
+    app.add_typer(db_app, name="db")
+    app.add_typer(registry_app, name="registry")
+    app.add_typer(meter_app, name="meter")
+    app.add_typer(concentrator_app, name="concentrator")
     app.command("demo")(demo)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -422,15 +423,20 @@ class _Ticks:
         return best
 
 
+_SESSION_KEYS = itertools.count()
+
+
 class _CountingSession:
     def __init__(self, inner: Session, ticks: _Ticks) -> None:
         self._inner = inner
         self._ticks = ticks
+        # Not id(self): a finished session's id can be reused by the next one, merging two windows.
+        self._key = next(_SESSION_KEYS)
 
     async def handle(self, apdu: bytes) -> list[bytes]:
         ticks = self._ticks
         ticks.tick += 1
-        window = ticks.windows.setdefault(id(self), [ticks.tick, ticks.tick])
+        window = ticks.windows.setdefault(self._key, [ticks.tick, ticks.tick])
         try:
             return await self._inner.handle(apdu)
         finally:

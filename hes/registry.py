@@ -1,0 +1,492 @@
+"""The registry of assets: concentrators and meters, their links and keys, and the ``MeterTarget`` sessions use.
+
+Secrets are encrypted with the master key as they enter (``hes.keys``) and decrypted only in
+``target_for``; ``MeterInfo`` and ``ConcentratorInfo``, what listings and the CLI show, say
+whether a secret is set, never what it is. Importing a fleet manifest is idempotent: a device
+already known is updated (address, keys), never duplicated, and a decommissioned meter stays so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal, Protocol, cast
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from hes.config import Settings
+from hes.db.engine import create_engine_for, session_factory, storage_errors
+from hes.db.migrate import upgrade
+from hes.db.models import POLICIES, AssetEvent, Concentrator, Meter, utcnow
+from hes.db.orders import record_asset_event, record_audit
+from hes.keys import MasterKey, load_master_key, secret_aad
+from hes.model import DirectRoute, Interface, MeterSecurity, MeterTarget, Policy, ViaConcentrator
+from protocols.errors import DlmsError
+
+__all__ = [
+    "ConcentratorInfo",
+    "ImportSummary",
+    "MeterInfo",
+    "Registry",
+    "RegistryError",
+    "UnknownConcentrator",
+    "UnknownMeter",
+]
+
+
+class RegistryError(DlmsError):
+    """A registry request that cannot be done as asked (bad value, unknown device, bad manifest)."""
+
+
+class UnknownMeter(RegistryError):
+    def __init__(self, serial: str) -> None:
+        super().__init__(f"no meter {serial!r} in the registry")
+        self.serial = serial
+
+
+class UnknownConcentrator(RegistryError):
+    def __init__(self, ident: str) -> None:
+        super().__init__(f"no concentrator {ident!r} in the registry")
+        self.ident = ident
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """What may be shown about a meter: everything but its secrets (only whether they are set)."""
+
+    id: int
+    serial: str
+    state: str
+    make: str | None
+    model: str | None
+    commissioning_date: date | None
+    service_life_years: int | None
+    decommissioning_date: date | None
+    warranty_until: date | None
+    concentrator_id: str | None
+    logical_device: int | None
+    physical_address: str | None  # hex (gateway) for a DC meter, decimal HDLC address for a direct one
+    host: str | None
+    port: int | None
+    interface: str | None
+    client_sap: int
+    server_sap: int | None
+    security_policy: str
+    system_title: str | None
+    has_password: bool
+    has_keys: bool
+
+    @property
+    def link(self) -> str:
+        if self.concentrator_id is not None:
+            return f"{self.concentrator_id} LD {self.logical_device} addr {self.physical_address}"
+        return f"{self.interface} {self.host}:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        def day(value: date | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "serial": self.serial, "state": self.state, "make": self.make, "model": self.model,
+            "commissioning_date": day(self.commissioning_date), "service_life_years": self.service_life_years,
+            "decommissioning_date": day(self.decommissioning_date), "warranty_until": day(self.warranty_until),
+            "concentrator": self.concentrator_id, "logical_device": self.logical_device,
+            "physical_address": self.physical_address, "host": self.host, "port": self.port,
+            "interface": self.interface, "client_sap": self.client_sap, "server_sap": self.server_sap,
+            "security": self.security_policy, "system_title": self.system_title,
+            "has_password": self.has_password, "has_keys": self.has_keys,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConcentratorInfo:
+    id: str
+    host: str
+    port: int
+    wport: int
+    client_sap: int
+    network_id: int
+    security_policy: str
+    system_title: str | None
+    has_keys: bool
+    last_contact: datetime | None
+    reachable: bool | None
+    meters: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "host": self.host, "port": self.port, "wport": self.wport, "client_sap": self.client_sap,
+            "network_id": self.network_id, "security": self.security_policy, "system_title": self.system_title,
+            "has_keys": self.has_keys,
+            "last_contact": None if self.last_contact is None else self.last_contact.isoformat(),
+            "reachable": self.reachable, "meters": self.meters,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    concentrators_added: int = 0
+    concentrators_updated: int = 0
+    meters_added: int = 0
+    meters_updated: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "concentrators_added": self.concentrators_added, "concentrators_updated": self.concentrators_updated,
+            "meters_added": self.meters_added, "meters_updated": self.meters_updated,
+        }
+
+
+def _check_security(security: MeterSecurity, what: str) -> None:
+    if security.policy not in POLICIES:
+        raise RegistryError(f"{what}: security must be one of {', '.join(POLICIES)}, not {security.policy!r}")
+    if security.policy == "lls" and not security.password:
+        raise RegistryError(f"{what}: LLS needs a password")
+    if security.policy == "hls-gmac":
+        if security.system_title is None or len(security.system_title) != 8:
+            raise RegistryError(f"{what}: HLS-GMAC needs the meter's 8-byte system title")
+        for name, key in (("EK", security.ek), ("AK", security.ak)):
+            if key is None or len(key) != 16:
+                raise RegistryError(f"{what}: HLS-GMAC with suite 0 needs a 16-byte {name}")
+
+
+class _ManifestSecurity(Protocol):
+    """The security of a manifest device, as ``simulators.manifest`` reads it (hex already decoded)."""
+
+    @property
+    def policy(self) -> str: ...
+    @property
+    def password(self) -> bytes | None: ...
+    @property
+    def system_title(self) -> bytes | None: ...
+    @property
+    def ek(self) -> bytes | None: ...
+    @property
+    def ak(self) -> bytes | None: ...
+
+
+def _from_config(config: _ManifestSecurity) -> MeterSecurity:
+    return MeterSecurity(cast(Policy, config.policy), config.password, config.system_title, config.ek, config.ak)
+
+
+class Registry:
+    """Concentrators and meters in the HES database, keys encrypted with ``master_key``."""
+
+    def __init__(self, engine: Engine, master_key: MasterKey, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.master_key = master_key
+        self._sessions = session_factory(engine)
+        self._clock = clock
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Registry:
+        """The registry of the configured database (migrated to the latest schema unless ``migrate`` is false)."""
+        key = load_master_key(settings.master_key_file)
+        engine = create_engine_for(settings.database_url)
+        if migrate:
+            upgrade(engine)
+        return cls(engine, key)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with storage_errors(self.engine), self._sessions() as session, session.begin():
+            yield session
+
+    # --- secrets ---------------------------------------------------------------------------------------
+
+    def _seal(self, row: Meter | Concentrator, kind: str, ident: str, security: MeterSecurity) -> None:
+        key = self.master_key
+        row.security_policy = security.policy
+        row.system_title = security.system_title
+        row.password_enc = key.encrypt_optional(security.password, secret_aad(kind, ident, "password"))
+        row.ek_enc = key.encrypt_optional(security.ek, secret_aad(kind, ident, "ek"))
+        row.ak_enc = key.encrypt_optional(security.ak, secret_aad(kind, ident, "ak"))
+
+    def _open(self, row: Meter | Concentrator, kind: str, ident: str) -> MeterSecurity:
+        key = self.master_key
+        return MeterSecurity(
+            policy=cast(Policy, row.security_policy),
+            password=key.decrypt_optional(row.password_enc, secret_aad(kind, ident, "password")),
+            system_title=row.system_title,
+            ek=key.decrypt_optional(row.ek_enc, secret_aad(kind, ident, "ek")),
+            ak=key.decrypt_optional(row.ak_enc, secret_aad(kind, ident, "ak")),
+        )
+
+    # --- import ----------------------------------------------------------------------------------------
+
+    def import_manifest(self, path: str | os.PathLike[str], *, who: str = "system") -> ImportSummary:
+        """Register every concentrator, DC meter and p2p meter of a fleet manifest (idempotent)."""
+        # Imported here: the manifest reader pulls in the simulators' protocol set-up, which no other
+        # registry command needs (the CLI starts faster without it).
+        from simulators.manifest import ManifestError, read_manifest
+
+        try:
+            manifest = read_manifest(path)
+        except ManifestError as exc:
+            raise RegistryError(str(exc)) from None
+        counts = {"ca": 0, "cu": 0, "ma": 0, "mu": 0}
+        now = self._clock()
+        with self._session() as session:
+            known = {c.id: c for c in session.scalars(select(Concentrator))}
+            meters = {m.serial: m for m in session.scalars(select(Meter))}
+            new_meters: list[Meter] = []
+            for dc in manifest.concentrators:
+                security = _from_config(dc.security)
+                _check_security(security, f"concentrator {dc.id}")
+                row = known.get(dc.id)
+                counts["cu" if row is not None else "ca"] += 1
+                if row is None:
+                    row = Concentrator(id=dc.id, created_at=now)
+                    session.add(row)
+                row.host, row.port, row.wport = dc.host, dc.port, dc.logical_device
+                row.client_sap, row.network_id, row.updated_at = dc.client_sap, dc.network_id, now
+                self._seal(row, "concentrator", dc.id, security)
+                session.flush()
+                for m in dc.meters:
+                    meter_security = _from_config(m.security)
+                    _check_security(meter_security, f"meter {m.serial}")
+                    meter = meters.get(m.serial)
+                    if meter is None:
+                        meter = self._new_meter(m.serial, now)
+                        meters[m.serial] = meter
+                        new_meters.append(meter)
+                        session.add(meter)
+                        counts["ma"] += 1
+                    else:
+                        counts["mu"] += 1
+                    self._link_dc(meter, dc.id, m.logical_device, m.physical_address, m.client_sap)
+                    meter.updated_at = now
+                    self._seal(meter, "meter", m.serial, meter_security)
+            for p in manifest.p2p:
+                meter_security = _from_config(p.security)
+                _check_security(meter_security, f"meter {p.serial}")
+                meter = meters.get(p.serial)
+                if meter is None:
+                    meter = self._new_meter(p.serial, now)
+                    meters[p.serial] = meter
+                    new_meters.append(meter)
+                    session.add(meter)
+                    counts["ma"] += 1
+                else:
+                    counts["mu"] += 1
+                self._link_direct(meter, p.host, p.port, cast(Interface, p.interface), p.client_sap, p.server_sap,
+                                  p.physical_address)
+                meter.updated_at = now
+                self._seal(meter, "meter", p.serial, meter_security)
+            session.flush()
+            for meter in new_meters:
+                record_asset_event(session, meter.id, "installed", f"imported from {os.fspath(path)}", when=now)
+            summary = ImportSummary(counts["ca"], counts["cu"], counts["ma"], counts["mu"])
+            record_audit(session, who, f"registry import {os.fspath(path)}", f"OK {summary.to_json()}", when=now)
+        return summary
+
+    def _new_meter(self, serial: str, now: datetime) -> Meter:
+        # Registered devices are in service: the use case reads a meter only once it is commissioned,
+        # and the field it comes from (a manifest, an installer) says it is there and answering.
+        return Meter(serial=serial, state="commissioned", commissioning_date=now.date(), created_at=now)
+
+    @staticmethod
+    def _link_dc(meter: Meter, dc: str, logical_device: int, physical: bytes, client_sap: int) -> None:
+        meter.concentrator_id, meter.logical_device, meter.dc_physical_address = dc, logical_device, physical
+        meter.host = meter.port = meter.interface = meter.server_sap = meter.hdlc_physical_address = None
+        meter.serial_device = None
+        meter.client_sap = client_sap
+
+    @staticmethod
+    def _link_direct(meter: Meter, host: str, port: int, interface: Interface, client_sap: int, server_sap: int,
+                     physical: int | None, serial_device: str | None = None) -> None:
+        meter.concentrator_id = meter.logical_device = meter.dc_physical_address = None
+        meter.host, meter.port, meter.interface = host, port, interface
+        meter.client_sap, meter.server_sap, meter.hdlc_physical_address = client_sap, server_sap, physical
+        meter.serial_device = serial_device
+
+    # --- meters ----------------------------------------------------------------------------------------
+
+    def add_meter(
+        self,
+        serial: str,
+        *,
+        host: str,
+        port: int,
+        interface: Interface = "wrapper",
+        client_sap: int = 1,
+        server_sap: int = 1,
+        physical_address: int | None = None,
+        security: MeterSecurity | None = None,
+        make: str | None = None,
+        model: str | None = None,
+        service_life_years: int | None = None,
+        warranty_until: date | None = None,
+        who: str = "system",
+    ) -> MeterInfo:
+        """Register a point-to-point meter (``RegistryError`` if the serial is taken or a value is bad)."""
+        security = security or MeterSecurity()
+        serial = serial.strip()
+        if not serial or len(serial) > 64:
+            raise RegistryError("a serial number is 1 to 64 characters")
+        if not host:
+            raise RegistryError("a point-to-point meter needs --host")
+        if not 0 < port < 65536:
+            raise RegistryError(f"port {port} is not between 1 and 65535")
+        if interface not in ("wrapper", "hdlc"):
+            raise RegistryError(f"interface must be wrapper or hdlc, not {interface!r}")
+        for name, value in (("client SAP", client_sap), ("server SAP", server_sap)):
+            if not 0 <= value <= 0x3FFF:
+                raise RegistryError(f"{name} {value} is out of range (0..16383)")
+        if physical_address is not None and not 0 <= physical_address <= 0x3FFF:
+            raise RegistryError(f"physical address {physical_address} is out of range (0..16383)")
+        if service_life_years is not None and not 0 < service_life_years < 100:
+            raise RegistryError(f"service life {service_life_years} years is not plausible")
+        _check_security(security, f"meter {serial}")
+        now = self._clock()
+        with self._session() as session:
+            if session.scalar(select(Meter.id).where(Meter.serial == serial)) is not None:
+                raise RegistryError(f"meter {serial!r} is already registered")
+            meter = self._new_meter(serial, now)
+            meter.make, meter.model = make, model
+            meter.service_life_years, meter.warranty_until = service_life_years, warranty_until
+            self._link_direct(meter, host, port, interface, client_sap, server_sap, physical_address)
+            self._seal(meter, "meter", serial, security)
+            meter.updated_at = now
+            session.add(meter)
+            session.flush()
+            record_asset_event(session, meter.id, "installed", "added as a point-to-point meter", when=now)
+            record_audit(session, who, f"meter add {serial} {interface} {host}:{port} {security.policy}", "OK",
+                         when=now)
+            return self._meter_info(meter)
+
+    def _meter_info(self, meter: Meter) -> MeterInfo:
+        if meter.concentrator_id is not None:
+            physical = None if meter.dc_physical_address is None else meter.dc_physical_address.hex()
+        else:
+            physical = None if meter.hdlc_physical_address is None else str(meter.hdlc_physical_address)
+        return MeterInfo(
+            id=meter.id, serial=meter.serial, state=meter.state, make=meter.make, model=meter.model,
+            commissioning_date=meter.commissioning_date, service_life_years=meter.service_life_years,
+            decommissioning_date=meter.decommissioning_date, warranty_until=meter.warranty_until,
+            concentrator_id=meter.concentrator_id, logical_device=meter.logical_device, physical_address=physical,
+            host=meter.host, port=meter.port, interface=meter.interface, client_sap=meter.client_sap,
+            server_sap=meter.server_sap, security_policy=meter.security_policy,
+            system_title=None if meter.system_title is None else meter.system_title.hex(),
+            has_password=meter.password_enc is not None,
+            has_keys=meter.ek_enc is not None and meter.ak_enc is not None,
+        )
+
+    def list_meters(
+        self, *, concentrator: str | None = None, state: str | None = None
+    ) -> list[MeterInfo]:
+        query = select(Meter).order_by(Meter.serial)
+        if concentrator is not None:
+            query = query.where(Meter.concentrator_id == concentrator)
+        if state is not None:
+            query = query.where(Meter.state == state)
+        with self._session() as session:
+            return [self._meter_info(m) for m in session.scalars(query)]
+
+    def _meter(self, session: Session, serial: str) -> Meter:
+        meter = session.scalar(select(Meter).where(Meter.serial == serial))
+        if meter is None:
+            raise UnknownMeter(serial)
+        return meter
+
+    def show_meter(self, serial: str) -> MeterInfo:
+        with self._session() as session:
+            return self._meter_info(self._meter(session, serial))
+
+    def meter_id(self, serial: str) -> int:
+        """The database id readings are stored under."""
+        return self.show_meter(serial).id
+
+    def decommission(self, serial: str, *, when: date | None = None, who: str = "system") -> MeterInfo:
+        """Take a meter out of service (no more reads or commands); its data and history stay."""
+        now = self._clock()
+        with self._session() as session:
+            meter = self._meter(session, serial)
+            if meter.state == "decommissioned":
+                raise RegistryError(f"meter {serial!r} is already decommissioned (on {meter.decommissioning_date})")
+            meter.state = "decommissioned"
+            meter.decommissioning_date = when or now.date()
+            meter.updated_at = now
+            record_asset_event(session, meter.id, "decommissioned", None, when=now)
+            record_audit(session, who, f"meter decommission {serial}", "OK", when=now)
+            return self._meter_info(meter)
+
+    def lifecycle(self, serial: str) -> list[tuple[datetime, str, str | None]]:
+        """The meter's lifecycle events, oldest first: (when, kind, detail)."""
+        with self._session() as session:
+            meter = self._meter(session, serial)
+            rows = session.execute(
+                select(AssetEvent.at, AssetEvent.kind, AssetEvent.detail)
+                .where(AssetEvent.meter_id == meter.id)
+                .order_by(AssetEvent.at, AssetEvent.id)
+            )
+            return [(at, kind, detail) for at, kind, detail in rows]
+
+    # --- concentrators ---------------------------------------------------------------------------------
+
+    def _concentrator_info(self, row: Concentrator, meters: int) -> ConcentratorInfo:
+        return ConcentratorInfo(
+            id=row.id, host=row.host, port=row.port, wport=row.wport, client_sap=row.client_sap,
+            network_id=row.network_id, security_policy=row.security_policy,
+            system_title=None if row.system_title is None else row.system_title.hex(),
+            has_keys=row.ek_enc is not None and row.ak_enc is not None,
+            last_contact=row.last_contact, reachable=row.reachable, meters=meters,
+        )
+
+    def list_concentrators(self) -> list[ConcentratorInfo]:
+        with self._session() as session:
+            grouped = session.execute(select(Meter.concentrator_id, func.count()).group_by(Meter.concentrator_id))
+            counts = {ident: int(count) for ident, count in grouped}
+            return [
+                self._concentrator_info(row, counts.get(row.id, 0))
+                for row in session.scalars(select(Concentrator).order_by(Concentrator.id))
+            ]
+
+    def show_concentrator(self, ident: str) -> ConcentratorInfo:
+        with self._session() as session:
+            row = session.get(Concentrator, ident)
+            if row is None:
+                raise UnknownConcentrator(ident)
+            count = session.scalar(select(func.count()).where(Meter.concentrator_id == ident)) or 0
+            return self._concentrator_info(row, count)
+
+    def set_concentrator_contact(self, ident: str, reachable: bool, when: datetime | None = None) -> None:
+        """Record the outcome of a connection to a DC (``last_contact`` moves only when it answered)."""
+        with self._session() as session:
+            row = session.get(Concentrator, ident)
+            if row is None:
+                raise UnknownConcentrator(ident)
+            row.reachable = reachable
+            if reachable:
+                row.last_contact = when or self._clock()
+
+    # --- sessions --------------------------------------------------------------------------------------
+
+    def target_for(self, serial: str, *, mode: Literal["gateway", "concentrated"] = "gateway") -> MeterTarget:
+        """How to reach and authenticate a meter, keys decrypted (whatever its state: callers check it)."""
+        with self._session() as session:
+            meter = self._meter(session, serial)
+            security = self._open(meter, "meter", serial)
+            if meter.concentrator_id is not None:
+                dc = session.get(Concentrator, meter.concentrator_id)
+                if dc is None or meter.logical_device is None or meter.dc_physical_address is None:
+                    raise RegistryError(f"meter {serial!r} has an incomplete concentrator link")
+                route: DirectRoute | ViaConcentrator = ViaConcentrator(
+                    concentrator_id=dc.id, host=dc.host, port=dc.port,
+                    dc_security=self._open(dc, "concentrator", dc.id), dc_client_sap=dc.client_sap,
+                    management_wport=dc.wport, logical_device=meter.logical_device, network_id=dc.network_id,
+                    physical_address=meter.dc_physical_address, mode=mode,
+                )
+            else:
+                if meter.host is None or meter.port is None:
+                    raise RegistryError(f"meter {serial!r} has neither a concentrator nor an address")
+                route = DirectRoute(
+                    host=meter.host, port=meter.port, interface=cast(Interface, meter.interface or "wrapper"),
+                    client_sap=meter.client_sap, server_sap=meter.server_sap or 1,
+                    physical_address=meter.hdlc_physical_address, serial_device=meter.serial_device,
+                )
+            return MeterTarget(serial=serial, route=route, security=security, client_sap=meter.client_sap)

@@ -26,6 +26,7 @@ def _register() -> None:
     from cli.demo import demo
     from cli.dlms import app as dlms_app
     from cli.meter import app as meter_app
+    from cli.read import read
     from cli.registry import app as registry_app
     from cli.sim import app as sim_app
 
@@ -36,6 +37,7 @@ def _register() -> None:
     app.add_typer(meter_app, name="meter")
     app.add_typer(concentrator_app, name="concentrator")
     app.command("demo")(demo)
+    app.command("read")(read)
 
 
 _register()

@@ -1,0 +1,344 @@
+"""On-demand reads end to end against a simulated field on loopback, stored on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from hes.db.counters import counter_state
+from hes.db.models import AssetEvent, AuditEntry, Concentrator, EventRecord, IntervalValue, Order, RegisterReading
+from hes.reads import ReadRequestError, ReadResult, read_meter
+from hes.registry import Registry
+from hes.session import Timeouts
+from simulators.clock import FieldClock
+from simulators.energy import interval_end, interval_index, profile_intervals, registers_at, voltage_at
+from simulators.events import EventLog, events_between
+from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+
+SEED = 7
+P2P_HDLC = "P2P000000001"  # HDLC over TCP, HLS-GMAC (seed 7)
+P2P_WRAPPER = "P2P000000000"  # TCP wrapper, LLS
+DC_METER = "SIM000100001"  # behind DC0001, HLS-GMAC, read end to end through the gateway
+DC_PLAIN = "SIM000100000"  # behind DC0001, no security
+DC = "DC0001"
+FAST = Timeouts(connect=2.0, read=0.5, release=0.3, retries=1)
+#: A local (UTC+1) day of the simulated history: 28 February 2024 00:00 to 24:00 local.
+DAY_START = datetime(2024, 2, 27, 23, 0, tzinfo=UTC)
+DAY_END = DAY_START + timedelta(days=1)
+
+
+@contextlib.asynccontextmanager
+async def field(registry: Registry, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """A small frozen field (1 DC with 3 meters, 2 p2p meters), registered from its manifest."""
+    options = FleetOptions(concentrators=1, meters_per_dc=3, p2p=2, seed=SEED, schedule=False, loss=0.0)
+    fleet = Fleet(options, clock=FieldClock(DEFAULT_EPOCH, 0.0))
+    async with fleet:
+        manifest = tmp_path / "fleet.json"
+        fleet.write_manifest(manifest)
+        registry.import_manifest(manifest, who="test")
+        yield fleet
+
+
+def run(body: Callable[[], Awaitable[None]], limit: float = 30.0) -> None:
+    async def main() -> None:
+        async with asyncio.timeout(limit):
+            await body()
+
+    asyncio.run(main())
+
+
+async def read(registry: Registry, fleet: Fleet, serial: str, what: str, **kwargs: Any) -> ReadResult:
+    return await read_meter(registry, serial, what, requested_by="tester", clock=fleet.clock.now, timeouts=FAST,
+                            **kwargs)
+
+
+def counts(engine: Engine) -> tuple[int, int, int]:
+    with Session(engine) as session:
+        return tuple(  # type: ignore[return-value]
+            session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (IntervalValue, RegisterReading, EventRecord)
+        )
+
+
+def order_row(engine: Engine, number: str) -> Order:
+    with Session(engine) as session:
+        row = session.scalar(select(Order).where(Order.order_number == number))
+        assert row is not None
+        return row
+
+
+def expected_profile(serial: str) -> dict[tuple[datetime, str], int]:
+    first = interval_index(DAY_START)
+    out: dict[tuple[datetime, str], int] = {}
+    for row in profile_intervals(SEED, serial, first, first + 95):
+        out[interval_end(row.interval), "1.0.1.8.0.255"] = row.a_plus
+        out[interval_end(row.interval), "1.0.2.8.0.255"] = row.a_minus
+    return out
+
+
+# --- every read, p2p and DC meters -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("serial", [P2P_HDLC, P2P_WRAPPER, DC_METER, DC_PLAIN])
+def test_every_read_gives_the_simulators_values_and_stores_them_once(
+    registry: Registry, engine: Engine, tmp_path: Path, serial: str
+) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            now = fleet.clock.now()
+
+            clock = await read(registry, fleet, serial, "clock")
+            assert clock.state == "EXE", clock.reason
+            assert clock.meter_time == fleet.meter(serial).meter_time() and clock.clock_offset == 0
+            (value,) = clock.values
+            assert value.kind == "clock" and value.deviation == -60 and value.time == now and value.unit == "s"
+
+            registers = await read(registry, fleet, serial, "registers")
+            assert registers.state == "EXE", registers.reason
+            truth = registers_at(SEED, serial, now)
+            got = {v.obis: (v.value, v.unit) for v in registers.values}
+            assert got == {
+                "1.0.1.8.0.255": (truth.a_plus, "Wh"), "1.0.1.8.1.255": (truth.a_plus_t1, "Wh"),
+                "1.0.1.8.2.255": (truth.a_plus_t2, "Wh"), "1.0.2.8.0.255": (truth.a_minus, "Wh"),
+                "1.0.32.7.0.255": (Decimal(voltage_at(SEED, serial, now)).scaleb(-1), "V"),
+            }
+            assert all(v.time == now and v.deviation == -60 for v in registers.values)
+            assert registers.stored == 5
+
+            profile = await read(registry, fleet, serial, "profile", start=DAY_START, end=DAY_END)
+            assert profile.state in ("EXE", "WARN"), profile.reason
+            expected = expected_profile(serial)
+            got_profile = {(v.time, v.obis): v.value for v in profile.values}
+            assert got_profile == expected and len(expected) == 192
+            assert profile.stored == 192
+            flagged = [v for v in profile.values if v.status]
+            assert (profile.state == "WARN") == bool(flagged)
+            if flagged:
+                assert any("quality" in o for o in profile.observations)
+
+            daily = await read(registry, fleet, serial, "daily", start=DAY_START, end=DAY_END)
+            assert daily.state == "EXE", (daily.reason, daily.observations)
+            midnights = (DAY_START, DAY_END)
+            want: dict[tuple[datetime, str], int] = {}
+            for midnight in midnights:
+                r = registers_at(SEED, serial, midnight)
+                want |= {(midnight, "1.0.1.8.0.255"): r.a_plus, (midnight, "1.0.1.8.1.255"): r.a_plus_t1,
+                         (midnight, "1.0.1.8.2.255"): r.a_plus_t2, (midnight, "1.0.2.8.0.255"): r.a_minus}
+            assert {(v.time, v.obis): v.value for v in daily.values} == want
+
+            since = now - timedelta(days=20)
+            events = await read(registry, fleet, serial, "events", start=since, end=now)
+            assert events.state == "EXE", (events.reason, events.observations)
+            want_events = sorted(
+                (e.when, f"0.0.99.98.{int(log)}.255", int(e.code))
+                for log in EventLog for e in events_between(SEED, serial, log, since, now)
+            )
+            assert sorted((v.time, v.obis, v.value) for v in events.values) == want_events
+            assert events.stored == len(want_events)
+
+            before = counts(engine)
+            # Re-reading the same things stores nothing twice.
+            again = [await read(registry, fleet, serial, "profile", start=DAY_START, end=DAY_END),
+                     await read(registry, fleet, serial, "daily", start=DAY_START, end=DAY_END),
+                     await read(registry, fleet, serial, "events", start=since, end=now),
+                     await read(registry, fleet, serial, "registers")]
+            assert [r.stored for r in again] == [0, 0, 0, 0]
+            assert all(r.ok for r in again), [(r.what, r.reason) for r in again]
+            assert counts(engine) == before == (192, 5 + 8, len(want_events))
+
+            with Session(engine) as session:
+                orders = session.scalars(select(Order).where(Order.meter_serial == serial)).all()
+                assert len(orders) == 9 and {o.state for o in orders} <= {"EXE", "WARN"}
+                assert all(o.finished_at is not None and o.requested_by == "tester" for o in orders)
+                received = session.scalar(select(func.count()).select_from(AssetEvent)
+                                          .where(AssetEvent.kind == "data received"))
+                assert received == 9
+                audits = session.scalars(select(AuditEntry).where(AuditEntry.what.contains(serial))).all()
+                assert len(audits) == 9 and all(a.who == "tester" for a in audits)
+                if serial.startswith("SIM"):
+                    dc = session.get(Concentrator, DC)
+                    assert dc is not None and dc.reachable is True and dc.last_contact == now
+            if fleet.security(serial).policy == "hls-gmac":
+                state = counter_state(engine, serial, 1)
+                assert state is not None and state[1] is not None  # last counter received is recorded
+                assert all(r.counters_used is not None and r.counters_used < state[0] for r in again)
+
+    run(body)
+
+
+def test_a_clock_deviation_beyond_tolerance_and_a_gap_give_warn(registry: Registry, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            late = await read_meter(registry, P2P_WRAPPER, "clock", requested_by="tester", timeouts=FAST,
+                                    clock=lambda: fleet.clock.now() + timedelta(minutes=5))
+            assert late.state == "WARN" and late.clock_offset == -300
+            assert late.observations == ("clock deviation -300 s beyond the tolerance of 60 s",)
+            # Asking beyond the meter's present: the intervals not yet ended are not gaps.
+            now = fleet.clock.now()
+            future = await read(registry, fleet, P2P_WRAPPER, "daily", start=now - timedelta(hours=25),
+                                end=now + timedelta(days=3))
+            assert future.state == "EXE" and len(future.values) == 8  # two midnights, none missing
+            # A DC meter that the DC could not reach keeps its data: read end to end, it is all there.
+            fleet.set_unreachable(DC_PLAIN, now - timedelta(days=3), now - timedelta(days=1))
+            through = await read(registry, fleet, DC_PLAIN, "profile", start=now - timedelta(hours=2), end=now)
+            assert through.ok and len(through.values) == 16
+
+    run(body)
+
+
+# --- failures -----------------------------------------------------------------------------------------
+
+
+def assert_failed(result: ReadResult, engine: Engine, *, reason: str, retryable: bool) -> None:
+    assert result.state == "FAIL" and not result.values and result.stored == 0
+    assert result.reason is not None and reason in result.reason, result.reason
+    assert result.retryable is retryable
+    assert ("a retry can help" if retryable else "a retry will not help") in result.reason
+    row = order_row(engine, result.order_number)
+    assert row.state == "FAIL" and row.reason == result.reason and row.finished_at is not None
+    with Session(engine) as session:
+        audit = session.scalar(select(AuditEntry).where(AuditEntry.what.contains(result.order_number)))
+        assert audit is not None and audit.result == f"FAIL: {result.reason}"
+
+
+def test_checks_fail_before_anything_is_contacted(registry: Registry, engine: Engine, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            unknown = await read(registry, fleet, "NOPE0001", "registers")
+            assert_failed(unknown, engine, reason="meter NOPE0001 is not registered", retryable=False)
+            assert order_row(engine, unknown.order_number).meter_serial == "NOPE0001"
+
+            registry.decommission(P2P_WRAPPER, who="test")
+            opened = fleet.p2p(P2P_WRAPPER).faults.applied.copy()
+            gone = await read(registry, fleet, P2P_WRAPPER, "profile", start=DAY_START, end=DAY_END)
+            assert_failed(gone, engine, reason=f"meter {P2P_WRAPPER} is decommissioned", retryable=False)
+            assert fleet.p2p(P2P_WRAPPER).faults.applied == opened
+            assert counts(engine) == (0, 0, 0)
+
+    run(body)
+
+
+def test_dc_down_fails_then_is_not_contacted_until_rechecked(registry: Registry, engine: Engine,
+                                                             tmp_path: Path) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            fleet.set_outage(DC)
+            down = await read(registry, fleet, DC_METER, "registers")
+            assert_failed(down, engine, reason=f"concentrator {DC} is unreachable", retryable=True)
+            refused = fleet.faults(DC).applied["refuse_connections"]
+            assert refused >= 1
+            with Session(engine) as session:
+                dc = session.get(Concentrator, DC)
+                assert dc is not None and dc.reachable is False and dc.last_contact is None
+
+            known = await read(registry, fleet, DC_PLAIN, "clock")
+            assert_failed(known, engine, reason="not contacted", retryable=True)
+            assert fleet.faults(DC).applied["refuse_connections"] == refused
+
+            fleet.set_outage(DC, False)
+            back = await read(registry, fleet, DC_METER, "registers", recheck_dc=True)
+            assert back.state == "EXE" and back.stored == 5
+            with Session(engine) as session:
+                dc = session.get(Concentrator, DC)
+                assert dc is not None and dc.reachable is True
+            assert counts(engine) == (0, 5, 0)
+
+    run(body)
+
+
+def test_meter_unreachable_behind_the_dc(registry: Registry, engine: Engine, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            now = fleet.clock.now()
+            fleet.set_unreachable(DC_METER, now - timedelta(hours=1), now + timedelta(days=1))
+            result = await read(registry, fleet, DC_METER, "clock")
+            assert_failed(result, engine, reason=f"meter {DC_METER} unreachable from concentrator {DC}",
+                          retryable=True)
+            with Session(engine) as session:
+                dc = session.get(Concentrator, DC)
+                assert dc is not None and dc.reachable is True  # the DC answered; its meter did not
+            assert counts(engine) == (0, 0, 0)
+
+    run(body)
+
+
+def test_wrong_key_fails_with_the_reason(registry: Registry, engine: Engine, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            manifest = json.loads((tmp_path / "fleet.json").read_text())
+            for entry in manifest["p2p"]:
+                if entry["serial"] == P2P_HDLC:
+                    entry["security"]["ak"] = "00" * 16
+            wrong = tmp_path / "wrong.json"
+            wrong.write_text(json.dumps(manifest))
+            registry.import_manifest(wrong, who="test")
+            result = await read(registry, fleet, P2P_HDLC, "registers")
+            assert_failed(result, engine, reason="association rejected", retryable=False)
+            assert result.reason is not None and "wrong keys" in result.reason
+            assert counts(engine) == (0, 0, 0)
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    ("serial", "fault", "reason"),
+    [
+        (P2P_HDLC, "corrupt_fcs", "no UA after 2 SNRM"),  # every frame discarded: nothing usable arrives
+        (P2P_WRAPPER, "truncate_frame", "meter did not answer"),
+        (P2P_WRAPPER, "exception_response", "exception-response service_not_allowed, service_not_supported"),
+    ],
+)
+def test_field_faults_fail_and_store_nothing_twice(registry: Registry, engine: Engine, tmp_path: Path,
+                                                   serial: str, fault: str, reason: str) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            good = await read(registry, fleet, serial, "registers")
+            assert good.state == "EXE" and good.stored == 5
+            setattr(fleet.faults(serial), fault, 1.0)
+            for _ in range(2):
+                bad = await read(registry, fleet, serial, "registers")
+                assert bad.state == "FAIL" and bad.reason is not None and reason in bad.reason, bad.reason
+                assert_failed(bad, engine, reason=reason, retryable=bad.retryable)
+            assert fleet.faults(serial).applied.get(fault, 0) >= 1
+            assert counts(engine) == (0, 5, 0)
+
+    run(body)
+
+
+def test_bad_requests_are_refused_before_any_order(registry: Registry, engine: Engine) -> None:
+    async def body() -> None:
+        with pytest.raises(ReadRequestError, match="one of clock"):
+            await read_meter(registry, "X", "voltage", requested_by="t")
+        with pytest.raises(ReadRequestError, match="takes no time range"):
+            await read_meter(registry, "X", "clock", start=DAY_START, requested_by="t")
+        with pytest.raises(ReadRequestError, match="range is empty"):
+            await read_meter(registry, "X", "profile", start=DAY_END, end=DAY_START, requested_by="t")
+        with pytest.raises(ReadRequestError, match="time zone"):
+            await read_meter(registry, "X", "events", start=datetime(2024, 1, 1), requested_by="t")
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(Order)) == 0
+
+    run(body)
+
+
+def test_concentrated_read_answers_from_the_dc_tables(registry: Registry, engine: Engine, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            result = await read(registry, fleet, DC_METER, "profile", start=DAY_START, end=DAY_END,
+                                mode="concentrated")
+            assert result.ok, result.reason
+            assert {(v.time, v.obis): v.value for v in result.values} == expected_profile(DC_METER)
+            state = counter_state(engine, DC, 1)  # the DC's own association ciphers: its counters are used
+            assert state is not None and state[1] is not None
+
+    run(body)

@@ -114,7 +114,7 @@ class HdlcLink:
             raise ConnectionLost(f"{self.peer}: {self._broken}")
         left = remaining(deadline)
         if left == 0.0:
-            raise ReadTimeout(f"{self.peer} did not answer within {timeout} s")
+            raise ReadTimeout(f"{self.peer} did not answer within {timeout:.3g} s")
         data = await self._stream.read(self._read_size, left)
         events = self._connection.receive_data(data)
         if not data and self._broken is None:
@@ -153,7 +153,10 @@ class HdlcLink:
             if self._connection.state is not HdlcState.CONNECTED:
                 raise ConnectionLost(f"{self.peer} refused the HDLC link (DM)")
             return
-        raise ReadTimeout(f"{self.peer}: no UA after {self._options.retries + 1} SNRM, {timeout} s each")
+        garbled = f" ({self.discarded} corrupted frames discarded)" if self.discarded else ""
+        raise ReadTimeout(
+            f"{self.peer}: no UA after {self._options.retries + 1} SNRM, {timeout:.3g} s each{garbled}"
+        )
 
     async def aclose(self) -> None:
         """DISC (bounded, best effort: the link may already be gone), then close the stream."""

@@ -69,10 +69,10 @@ def map_errors(phase: Phase, peer: str, timeout: float | None = None) -> Iterato
         raise
     except TimeoutError as exc:
         if phase is Phase.CONNECT:
-            raise ConnectTimeout(f"no connection to {peer} within {timeout} s") from exc
+            raise ConnectTimeout(f"no connection to {peer} within {timeout:.3g} s") from exc
         if phase is Phase.READ:
-            raise ReadTimeout(f"{peer} did not answer within {timeout} s") from exc
-        raise ConnectionLost(f"{phase.value} to {peer} timed out after {timeout} s") from exc
+            raise ReadTimeout(f"{peer} did not answer within {timeout:.3g} s") from exc
+        raise ConnectionLost(f"{phase.value} to {peer} timed out after {timeout:.3g} s") from exc
     except ConnectionRefusedError as exc:
         raise ConnectionLost(f"connection refused by {peer} (device or its WAN down)") from exc
     except (OSError, serial.SerialException) as exc:

@@ -63,7 +63,7 @@ class WrapperLink:
                 raise ConnectionLost(f"{self.peer}: {self._broken}")
             left = remaining(deadline)
             if left == 0.0:
-                raise ReadTimeout(f"{self.peer} did not answer within {timeout} s")
+                raise ReadTimeout(f"{self.peer} did not answer within {timeout:.3g} s")
             self._feed(await self._stream.read(self._read_size, left))
         return self._apdus.popleft()
 

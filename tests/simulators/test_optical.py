@@ -308,7 +308,9 @@ def test_hdlc_garbage_after_the_switch_returns_to_sign_on() -> None:
 
             await asyncio.to_thread(switch_then_garbage)
             await wait_for(lambda: port.phase is PortPhase.SIGN_ON, "the port to give up on the garbage")
-            assert port.failures[-1].endswith("without an HDLC frame for this device; back to sign-on")
+            # Garbage still in the line after the port gave up is then refused by the sign-on phase
+            # (parity errors), so the give-up is among the failures, not necessarily the last one.
+            assert any(f.endswith("without an HDLC frame for this device; back to sign-on") for f in port.failures)
             rows = await asyncio.to_thread(_sign_on_and_read_day, port.client_path)
             assert rows == expected_day(DAY)
 

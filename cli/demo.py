@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -9,18 +14,12 @@ from rich.table import Table
 __all__ = ["demo"]
 
 
-def demo() -> None:
-    """Run the main job on the embedded default and print what happened.
-
-    For now: one complete meter session on our own DLMS/COSEM stack, in memory (HDLC, HLS-GMAC
-    association with suite-0 ciphering, clock, serial, A+ and a day of load profile), every value
-    checked against the meter.
-    """
+def _session_part(console: Console) -> list[str]:
+    """Part 1: one meter session on our stack, in memory. Returns what went wrong (empty: all checked)."""
     from hes.demo import run_session
 
     report = run_session()
-    console = Console()
-    table = Table(title="hes demo: one meter session on the hes DLMS/COSEM stack (in memory)")
+    table = Table(title="hes demo (1/2): one meter session on the hes DLMS/COSEM stack (in memory)")
     for column in ("step", "result", "detail", "frames", "bytes"):
         table.add_column(column, justify="right" if column in ("frames", "bytes") else "left")
     for step in report.steps:
@@ -37,8 +36,58 @@ def demo() -> None:
         f"client invocation counters used {report.invocation_counters_used[0]}.."
         f"{report.invocation_counters_used[-1]}; {report.seconds * 1000:.1f} ms"
     )
-    failed = [s for s in report.steps if s.result != "EXE"] or report.mismatches
-    if failed:
-        for line in report.mismatches:
+    failed = [f"session step {s.what}: {s.result} {s.detail}" for s in report.steps if s.result != "EXE"]
+    return failed + report.mismatches
+
+
+def _field_part(console: Console, data_dir: Path, database_url: str | None, kept: bool) -> list[str]:
+    """Part 2: a simulated field through the head-end (registry, reads, commands). Returns what went wrong."""
+    from hes.demo import run_field
+
+    report = asyncio.run(run_field(data_dir, database_url=database_url))
+    table = Table(title=f"hes demo (2/2): a simulated field, {report.concentrators} concentrators and "
+                        f"{report.meters} meters, through the head-end")
+    table.add_column("order", no_wrap=True, min_width=27)
+    for column in ("meter", "command", "result", "detail", "check"):
+        table.add_column(column, no_wrap=column != "detail")
+    for row in report.rows:
+        table.add_row(row.order, row.meter, row.command, row.result, row.detail, "ok" if row.ok else "FAILED")
+    console.print(table)
+    console.print(f"field: {report.checked} values checked against the simulator, {len(report.mismatches)} "
+                  f"mismatches; database {report.database}{'' if kept else ' (temporary)'}; {report.seconds:.2f} s")
+    failed = [f"{row.command} {row.meter}: {row.result} {row.detail}" for row in report.rows if not row.ok]
+    return failed + report.mismatches
+
+
+def demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Keep the demo's database, key and manifest here (default: a temporary "
+                                        "folder, removed afterwards)."),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Use this database instead of SQLite in the data folder.")
+    ] = None,
+) -> None:
+    """Run the main job on the embedded default and print what happened; exit 0 only if every check holds.
+
+    1. One complete meter session on our own DLMS/COSEM stack, in memory (HDLC, HLS-GMAC with
+       suite-0 ciphering, clock, serial, A+ and a day of load profile), every value checked.
+    2. A small simulated field on 127.0.0.1 (2 concentrators x 3 meters + 2 point-to-point meters),
+       registered into the embedded database, every meter read, a disconnect/reconnect through a
+       concentrator and of a point-to-point meter, a clock sync; values checked against the simulator.
+    """
+    console = Console()
+    if not console.is_terminal:
+        # Piped or captured output has no width to measure; wide enough that no column collapses.
+        console = Console(width=160)
+    problems = _session_part(console)
+    if data_dir is not None:
+        problems += _field_part(console, data_dir, database_url, kept=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="hes-demo-") as folder:
+            problems += _field_part(console, Path(folder), database_url, kept=False)
+    if problems:
+        for line in problems:
             typer.echo(f"hes demo: {line}", err=True)
         raise typer.Exit(1)

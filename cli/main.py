@@ -22,6 +22,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from cli.concentrator import app as concentrator_app
+    from cli.control import clock_app, disconnect, reconnect
     from cli.db import app as db_app
     from cli.demo import demo
     from cli.dlms import app as dlms_app
@@ -38,6 +39,9 @@ def _register() -> None:
     app.add_typer(concentrator_app, name="concentrator")
     app.command("demo")(demo)
     app.command("read")(read)
+    app.command("disconnect")(disconnect)
+    app.command("reconnect")(reconnect)
+    app.add_typer(clock_app, name="clock")
 
 
 _register()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from simulators.counters import CounterError
-from simulators.fleet import Fleet, FleetError, FleetOptions
+from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetError, FleetOptions
 from simulators.manifest import ManifestError
 
 __all__ = ["app", "fleet"]
@@ -27,6 +28,18 @@ app = typer.Typer(
 def _fail(message: str, code: int) -> typer.Exit:
     print(f"hes sim: {message}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def _parse_epoch(text: str) -> datetime:
+    if text.strip().lower() == "now":
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"--epoch {text!r} is not 'now' nor an ISO 8601 instant", 2) from None
+    if moment.tzinfo is None:
+        raise _fail(f"--epoch {text!r} needs a time zone (e.g. 2026-11-22T00:00Z)", 2)
+    return moment.astimezone(UTC)
 
 
 @app.command("fleet")
@@ -53,9 +66,14 @@ def fleet(
     counters: Annotated[
         Path | None, typer.Option("--counters", help="JSON file keeping invocation counters across runs.")
     ] = None,
+    epoch: Annotated[
+        str | None,
+        typer.Option("--epoch", help="Field time at start: 'now' or an ISO 8601 instant (default 2024-03-01T00:00Z)."),
+    ] = None,
 ) -> None:
     """Run a fleet until Ctrl-C or SIGTERM; the manifest says how to reach every device."""
     options = FleetOptions(
+        epoch=DEFAULT_EPOCH if epoch is None else _parse_epoch(epoch),
         concentrators=concentrators,
         meters_per_dc=meters_per_dc,
         p2p=p2p,

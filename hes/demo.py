@@ -1,10 +1,17 @@
-"""The embedded demonstration: one complete meter session on our own stack, in memory, checked.
+"""The embedded demonstration: a protocol session in memory, then a simulated field run through the head-end.
 
-Until the simulated field and the head-end core exist, ``hes demo`` runs what a head-end does
-with one meter: HDLC link set-up, an HLS-GMAC association with suite-0 ciphering, reads of the
-clock, the serial number, the A+ register and a day of 15-minute load profile (selective access
-by range, so several HDLC segments and datablocks), and the release. The meter side is a small
-object model served by our server-role stack; every value read is checked against it.
+Part 1 (``run_session``) is what a head-end does with one meter, on our own stack with no sockets:
+HDLC link set-up, an HLS-GMAC association with suite-0 ciphering, reads of the clock, the serial
+number, the A+ register and a day of 15-minute load profile, and the release; the meter side is a
+small object model served by our server-role stack and every value read is checked against it.
+
+Part 2 (``run_field``) is the head-end itself: a small simulated field (``simulators.fleet``: two
+concentrators with three meters each and two point-to-point meters, field time frozen) started in
+process on 127.0.0.1, registered from its manifest into an embedded SQLite database in a data
+folder, then on-demand reads (``hes.reads.read_meter``), a disconnect and reconnect through a
+concentrator's gateway and of a point-to-point meter, and a clock sync of a meter whose clock is
+off (``hes.commands``). Every value is checked against the simulator's deterministic functions
+(``simulators.energy``) and every relay and clock against the simulated meter itself.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from protocols.acse import MechanismName
@@ -30,7 +38,7 @@ from protocols.association import (
     ServerConfig,
 )
 from protocols.axdr import Data, DataTag, decode_data_exact, encode_data
-from protocols.cosem import ProfileColumn, ScalerUnit, Unit, apply_scaler, parse_profile_buffer
+from protocols.cosem import ControlState, ProfileColumn, ScalerUnit, Unit, apply_scaler, parse_profile_buffer
 from protocols.cosem_datetime import CosemDateTime, offset_timezone
 from protocols.hdlc import (
     ApduReceived,
@@ -45,7 +53,7 @@ from protocols.obis import ObisCode
 from protocols.xdlms.common import CosemAttributeDescriptor, DataAccessResult
 from protocols.xdlms.selective_access import CaptureObjectDefinition, RangeDescriptor
 
-__all__ = ["DemoReport", "DemoStep", "run_session"]
+__all__ = ["DemoReport", "DemoStep", "FieldReport", "FieldRow", "run_field", "run_session"]
 
 CLOCK = ObisCode(0, 0, 1, 0, 0, 255)
 SERIAL = ObisCode(0, 0, 96, 1, 0, 255)
@@ -361,6 +369,171 @@ def run_session(serial: str = "DEMO00000001", days: int = 2) -> DemoReport:
         return link.pump()
 
     step("HDLC disconnect (DISC/UA)", disconnect, lambda _e: ("EXE", link.client_link.state.name.lower()))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+
+# --- part 2: the simulated field through the head-end ---------------------------------------------------
+
+#: Seed of the demonstration's field.
+FIELD_SEED = 2026
+#: How far the clock of the meter the demonstration synchronises is off (seconds).
+CLOCK_OFFSET = 95.0
+_TOLERANCE = 10.0
+_REGISTER_OBIS = {
+    "1.0.1.8.0.255": "a_plus", "1.0.1.8.1.255": "a_plus_t1", "1.0.1.8.2.255": "a_plus_t2", "1.0.2.8.0.255": "a_minus",
+}
+_PROFILE_A_PLUS = "1.0.1.8.0.255"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRow:
+    """One line of the field table: an order and whether what it did was checked right."""
+
+    order: str
+    meter: str
+    command: str
+    result: str
+    detail: str
+    ok: bool
+
+
+@dataclass
+class FieldReport:
+    rows: list[FieldRow] = field(default_factory=list)
+    checked: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    concentrators: int = 0
+    meters: int = 0
+    database: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and all(row.ok for row in self.rows)
+
+
+class _Checker:
+    def __init__(self, report: FieldReport) -> None:
+        self.report = report
+
+    def same(self, what: str, got: object, expected: object) -> bool:
+        self.report.checked += 1
+        if got != expected:
+            self.report.mismatches.append(f"{what}: got {got!r}, the simulator says {expected!r}")
+            return False
+        return True
+
+
+async def run_field(
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    seed: int = FIELD_SEED,
+    field_now: datetime | None = None,
+    concentrators: int = 2,
+    meters_per_dc: int = 3,
+    p2p: int = 2,
+) -> FieldReport:
+    """Start the field, register it, read every meter, operate two relays and a clock; check everything.
+
+    ``data_dir`` holds the manifest, the master key and (unless ``database_url`` names another) the
+    SQLite database; running twice on the same folder is fine (imports and readings are idempotent).
+    The field's time is frozen at ``field_now`` (default: the moment the demo starts, so the meters'
+    clocks agree with the head-end's).
+    """
+    from hes.commands import Commands
+    from hes.db import create_engine_for, upgrade
+    from hes.keys import load_master_key
+    from hes.reads import read_meter
+    from hes.registry import Registry
+    from hes.session import ConcentratorLimits, Timeouts
+    from simulators.clock import FieldClock
+    from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
+    from simulators.fleet import Fleet, FleetOptions
+
+    started = time.perf_counter()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url or f"sqlite:///{data_dir / 'hes.db'}"
+    engine = create_engine_for(url)
+    report = FieldReport(database=url if database_url else str(data_dir / "hes.db"))
+    check = _Checker(report)
+    try:
+        upgrade(engine)
+        registry = Registry(engine, load_master_key(data_dir / "master.key"))
+        fleet = Fleet(
+            FleetOptions(concentrators=concentrators, meters_per_dc=meters_per_dc, p2p=p2p, seed=seed,
+                         schedule=False, plc_latency=0.0, loss=0.0,
+                         # The meters keep their invocation counters in the folder, as real meters keep
+                         # theirs: a second run continues above what the head-end stored as received.
+                         counters=data_dir / "field-counters.json"),
+            # Field time frozen at the moment the demo starts: every value has one right answer, and
+            # the meters' clocks agree with the head-end's, so order times and clock checks are today's.
+            clock=FieldClock(field_now or datetime.now(UTC).replace(microsecond=0), 0.0),
+        )
+        now = fleet.clock.now
+        timeouts = Timeouts(connect=5.0, read=5.0, release=2.0)
+        limits = ConcentratorLimits(default=2)
+        async with fleet:
+            manifest = data_dir / "fleet.json"
+            fleet.write_manifest(manifest)
+            summary = registry.import_manifest(manifest, who="demo")
+            report.concentrators = summary.concentrators_added + summary.concentrators_updated
+            report.meters = summary.meters_added + summary.meters_updated
+            serials = list(fleet.meters())
+
+            # On-demand reads: every meter's registers, checked against simulators.energy.
+            for serial in serials:
+                result = await read_meter(registry, serial, "registers", requested_by="demo", clock=now,
+                                          timeouts=timeouts, limits=limits)
+                meter = fleet.meter(serial)
+                expected = registers_at(seed, serial, now(), meter.windows)
+                values = {v.obis: v.value for v in result.values if v.kind == "register"}
+                ok = result.state == "EXE" and all(
+                    check.same(f"{serial} register {obis}", values.get(obis), getattr(expected, name))
+                    for obis, name in _REGISTER_OBIS.items())
+                detail = result.reason or f"A+ {values.get('1.0.1.8.0.255')} Wh, A- {values.get('1.0.2.8.0.255')} Wh"
+                report.rows.append(FieldRow(result.order_number, serial, "read registers", result.state, detail, ok))
+
+            # A day of load profile from one DC meter (gateway) and one p2p meter.
+            day_end = now().replace(hour=0, minute=0, second=0, microsecond=0)
+            day_start = day_end - timedelta(days=1)
+            for serial in (serials[0], serials[-1]):
+                result = await read_meter(registry, serial, "profile", start=day_start, end=day_end,
+                                          requested_by="demo", clock=now, timeouts=timeouts, limits=limits)
+                got = [(v.time, v.value) for v in result.values if v.kind == "interval" and v.obis == _PROFILE_A_PLUS]
+                first, last = interval_index(day_start), interval_index(day_end) - 1
+                want = [(interval_end(row.interval).astimezone(UTC), row.a_plus)
+                        for row in profile_intervals(seed, serial, first, last, fleet.meter(serial).windows)]
+                ok = result.state in ("EXE", "WARN") and check.same(f"{serial} profile A+", got, want)
+                detail = result.reason or f"{len(got)} intervals {day_start.date()}, {result.stored} rows new" + (
+                    f"; {'; '.join(result.observations)}" if result.observations else "")
+                report.rows.append(FieldRow(result.order_number, serial, "read profile", result.state, detail, ok))
+
+            # Disconnect and reconnect: one DC meter through the gateway, one point-to-point meter.
+            commands = Commands(registry, who="demo", timeouts=timeouts, limits=limits, now=now)
+            for serial in (serials[1], serials[-2]):
+                relay = fleet.meter(serial).relay
+                for verb, wanted in (("disconnect", ControlState.DISCONNECTED), ("reconnect", ControlState.CONNECTED)):
+                    done = await (commands.disconnect(serial) if verb == "disconnect" else commands.reconnect(serial))
+                    ok = check.same(f"{serial} {verb} result", done.state, "EXE") and check.same(
+                        f"{serial} relay after {verb}", relay.control_state, wanted)
+                    report.rows.append(FieldRow(done.order_number, serial, verb, done.state, done.detail, ok))
+
+            # Clock sync of a meter whose clock is off.
+            serial = serials[2]
+            meter = fleet.meter(serial)
+            meter.set_time(now() + timedelta(seconds=CLOCK_OFFSET))
+            done = await commands.clock_sync(serial, _TOLERANCE)
+            ok = (check.same(f"{serial} clock sync result", done.state, "EXE")
+                  and check.same(f"{serial} deviation found", round(float(done.values.get("deviation_seconds", 0))),
+                                 round(CLOCK_OFFSET))
+                  and check.same(f"{serial} clock after sync", abs((meter.meter_time() - now()).total_seconds()) < 1,
+                                 True))
+            report.rows.append(FieldRow(done.order_number, serial, "clock sync", done.state, done.detail, ok))
+    finally:
+        engine.dispose()
     report.seconds = time.perf_counter() - started
     return report
 

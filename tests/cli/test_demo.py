@@ -1,16 +1,27 @@
-"""``hes demo``: the session runs, every value is checked, and a wrong value is caught."""
+"""``hes demo``: the in-memory session and the simulated field through the head-end, every value checked."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from cli.main import app
 from hes import demo as demo_module
+from hes.db import create_engine_for
+from hes.db.models import AuditEntry, IntervalValue, Order, RegisterReading
 from protocols.axdr import Data, encode_data
+from simulators import energy
+from tests.hes.conftest import database_url
+
+__all__ = ["database_url"]  # the SQLite / PostgreSQL fixture of tests/hes
 
 runner = CliRunner()
 
@@ -28,11 +39,51 @@ def test_demo_session_reads_and_checks_everything() -> None:
     assert used == sorted(set(used)) and used[0] == 1
 
 
-def test_demo_command_prints_the_table() -> None:
-    result = runner.invoke(app, ["demo"])
+def counts(url: str) -> dict[str, int]:
+    engine = create_engine_for(url)
+    try:
+        with Session(engine) as db:
+            return {
+                "orders": db.scalar(select(func.count()).select_from(Order)) or 0,
+                "registers": db.scalar(select(func.count()).select_from(RegisterReading)) or 0,
+                "intervals": db.scalar(select(func.count()).select_from(IntervalValue)) or 0,
+                "audit": db.scalar(select(func.count()).select_from(AuditEntry)) or 0,
+                "pending": db.scalar(select(func.count()).where(Order.state == "PENDING")) or 0,
+            }
+    finally:
+        engine.dispose()
+
+
+def test_the_field_demo_checks_everything_and_runs_twice(database_url: str, tmp_path: Path) -> None:
+    # Both runs at the same field instant: a second run then reads exactly the same values.
+    field_now = datetime(2026, 11, 20, 10, 7, 30, tzinfo=UTC)
+    report = asyncio.run(demo_module.run_field(tmp_path / "data", database_url=database_url, field_now=field_now))
+    assert report.ok, report.mismatches
+    assert (report.concentrators, report.meters) == (2, 8)
+    commands = [row.command for row in report.rows]
+    assert commands.count("read registers") == 8 and commands.count("read profile") == 2
+    assert commands.count("disconnect") == 2 and commands.count("reconnect") == 2 and "clock sync" in commands
+    # 8 meters x 4 registers, 2 x 96 intervals x A+/A-, every value compared with simulators.energy
+    assert report.checked >= 8 * 4 + 2 + 4 * 2 + 3
+    first = counts(database_url)
+    assert first["orders"] == len(report.rows) and first["pending"] == 0
+    assert first["intervals"] == 2 * 96 * 2
+
+    again = asyncio.run(demo_module.run_field(tmp_path / "data", database_url=database_url, field_now=field_now))
+    assert again.ok, again.mismatches
+    second = counts(database_url)
+    # New orders, but no reading stored twice.
+    assert second["orders"] == 2 * first["orders"] and second["intervals"] == first["intervals"]
+    assert second["registers"] == first["registers"]
+
+
+def test_demo_command_prints_both_tables(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert "Read load profile" in result.stdout
     assert "0 mismatches" in result.stdout
+    assert "field: " in result.stdout and "against the simulator, 0 mismatches" in result.stdout
+    assert (tmp_path / "d" / "hes.db").exists() and (tmp_path / "d" / "fleet.json").exists()
 
 
 def test_a_wrong_value_from_the_meter_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,7 +101,22 @@ def test_a_wrong_value_from_the_meter_is_caught(monkeypatch: pytest.MonkeyPatch)
     assert "A+: read 1" in result.stderr
 
 
-def test_demo_as_a_real_process() -> None:
-    done = subprocess.run([sys.executable, "-m", "cli", "demo"], capture_output=True, text=True, timeout=120)
+def test_a_field_value_that_disagrees_with_the_simulator_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = energy.registers_at
+
+    def off_by_one(seed: energy.Seed, serial: str, when: object, windows: object = ()) -> energy.Registers:
+        value = real(seed, serial, when, windows)  # type: ignore[arg-type]
+        return value._replace(a_minus=value.a_minus + 1) if serial == "P2P000000001" else value
+
+    monkeypatch.setattr(energy, "registers_at", off_by_one)
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 1
+    assert "P2P000000001 register 1.0.2.8.0.255" in result.stderr
+
+
+def test_demo_as_a_real_process(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "cli", "demo"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "0 mismatches" in done.stdout
+    assert "0 mismatches" in done.stdout and "against the simulator, 0 mismatches" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # the temporary data folder is gone; nothing left in the working folder

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--dc-outage", "DC0042"], "no such concentrator"),
         (["--unreachable-share", "2"], "unreachable share"),
         (["--base-port", "65535", "--concentrators", "2"], "do not fit"),
+        (["--epoch", "yesterday"], "not 'now' nor an ISO 8601 instant"),
+        (["--epoch", "2026-01-01T00:00"], "needs a time zone"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -98,3 +100,13 @@ def test_fleet_subprocess_writes_the_manifest_and_stops_on_sigterm(tmp_path: Pat
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_epoch_sets_the_field_time_in_the_manifest() -> None:
+    from datetime import UTC, datetime
+
+    from cli.sim import _parse_epoch
+
+    assert _parse_epoch("2026-11-22T10:00Z") == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    now = _parse_epoch("now")
+    assert abs((datetime.now(UTC) - now).total_seconds()) < 5

@@ -1,0 +1,417 @@
+"""Commands on one meter as orders: remote disconnect and reconnect (IC 70) and clock synchronisation.
+
+Each command is an order (``hes.db.orders``): created PENDING and committed before the meter is
+contacted, so a process killed at any point leaves a trace; then the use case's checks (the meter
+exists, is commissioned, has a link), the session, and the result EXE / WARN / FAIL with its
+observations or reason, together with one audit row (who, what, result), in one transaction.
+
+Disconnect and reconnect run IC 70 methods 1 and 2 on 0.0.96.3.10.255 (through the concentrator's
+gateway for a DC meter, end to end with the meter's own security), then read back output_state,
+control_state and control_mode: EXE when the relay is where the order wanted it, WARN when it is not
+(a reconnect that leaves the relay ready_for_reconnection, in the control modes where the customer
+must close it at the meter, is the usual case: the observation says manual reconnection is needed).
+Clock sync reads the clock, and when it is off by more than the tolerance, writes the head-end's
+time at the meter's own deviation, then reads it back.
+
+Invocation counters: a reservation is committed (``hes.db.counters.reserve_counters``) before the
+session starts, so a crash can never make the head-end send a counter twice; the last counter
+received from the meter is stored with the result. ``HES_CRASH_AT`` (see ``crash_point``) is the
+hook the crash-safety test uses to kill the process between the exchange and that storage.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from hes.db.counters import record_received, reserve_counters
+from hes.db.engine import StorageError, session_factory, storage_errors
+from hes.db.models import Order, utcnow
+from hes.db.orders import create_order, finish_order, get_order, record_audit, start_order
+from hes.model import MeterTarget, ViaConcentrator
+from hes.registry import MeterInfo, Registry, RegistryError, UnknownMeter
+from hes.session import ConcentratorLimits, MeterSession, Timeouts, open_session
+from protocols.axdr import Data, DataTag
+from protocols.cosem import ControlMode, ControlState
+from protocols.cosem_datetime import CosemDateTime
+from protocols.errors import ConnectionLost, ConnectTimeout, DecodeError, DlmsError, ReadTimeout, ServiceError
+from protocols.obis import ObisCode
+
+__all__ = [
+    "CLOCK",
+    "COMMANDS",
+    "COUNTERS_PER_COMMAND",
+    "CRASH_ENV",
+    "DEFAULT_TOLERANCE",
+    "DISCONNECT_CONTROL",
+    "CommandName",
+    "CommandResult",
+    "Commands",
+    "PreconditionFailed",
+    "RelayState",
+    "check_meter",
+    "crash_point",
+    "current_user",
+]
+
+logger = logging.getLogger(__name__)
+
+CLOCK = ObisCode(0, 0, 1, 0, 0, 255)
+DISCONNECT_CONTROL = ObisCode(0, 0, 96, 3, 10, 255)
+#: Default clock tolerance in seconds: within it, the clock is left alone.
+DEFAULT_TOLERANCE = 10.0
+#: Counters reserved per command: AARQ, HLS reply, the action or set, three reads, the release, and spare.
+COUNTERS_PER_COMMAND = 16
+#: Environment variable naming the crash point at which the process kills itself (tests only).
+CRASH_ENV = "HES_CRASH_AT"
+
+CommandName = Literal["disconnect", "reconnect", "clock-sync"]
+COMMANDS: tuple[CommandName, ...] = ("disconnect", "reconnect", "clock-sync")
+
+_REMOTE_DISCONNECT = 1
+_REMOTE_RECONNECT = 2
+# Control modes in which remote_reconnect only arms the relay (transition d): the customer closes it.
+_MANUAL_RECONNECT_MODES = frozenset((ControlMode.MODE_1, ControlMode.MODE_3, ControlMode.MODE_5, ControlMode.MODE_6))
+
+
+def crash_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``HES_CRASH_AT`` names this point (the crash-safety test's hook).
+
+    Points: ``command-before-store`` (after the exchange with the meter, before its result and the
+    received counter are stored). Unset in normal use; SIGKILL, not an exception, because the test
+    must see what a power cut or the OOM killer leaves behind: no ``finally``, no flush.
+    """
+    if os.environ.get(CRASH_ENV) == name:
+        logger.warning("%s=%s: killing the process (crash-safety test)", CRASH_ENV, name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def current_user() -> str:
+    """Who the audit trail names for a command started from this process."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers): still an audit line
+        return "operator"
+
+
+class PreconditionFailed(DlmsError):
+    """The meter cannot take a command (unknown, not commissioned, no link): fix the registry, not a retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayState:
+    """IC 70 as read back: output_state (supply on), control_state, control_mode."""
+
+    output: bool | None
+    control: ControlState | None
+    mode: ControlMode | None
+
+    def describe(self) -> str:
+        output = "unknown" if self.output is None else ("on" if self.output else "off")
+        control = "unknown" if self.control is None else self.control.name.lower()
+        mode = "unknown" if self.mode is None else str(int(self.mode))
+        return f"control state {control}, output {output}, control mode {mode}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The outcome of one order; ``values`` holds what was read (relay state, clock deviations)."""
+
+    order_number: str
+    serial: str
+    command: str
+    state: str  # EXE, WARN or FAIL
+    observations: str | None = None
+    reason: str | None = None
+    retryable: bool = False
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def detail(self) -> str:
+        return self.reason or self.observations or str(self.values.get("summary", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "order": self.order_number, "meter": self.serial, "command": self.command, "result": self.state,
+            "observations": self.observations, "reason": self.reason, "retryable": self.retryable,
+            "values": self.values,
+        }
+
+
+def check_meter(registry: Registry, serial: str) -> tuple[MeterInfo, MeterTarget]:
+    """The use case's checks before any command: the meter exists, is commissioned and has a link."""
+    try:
+        info = registry.show_meter(serial)
+    except UnknownMeter:
+        raise PreconditionFailed(f"no meter {serial!r} in the registry") from None
+    if info.state == "decommissioned":
+        raise PreconditionFailed(f"meter {serial} is decommissioned (since {info.decommissioning_date})")
+    if info.state != "commissioned":
+        raise PreconditionFailed(f"meter {serial} is not commissioned (state {info.state})")
+    try:
+        target = registry.target_for(serial, mode="gateway")
+    except RegistryError as exc:
+        raise PreconditionFailed(f"meter {serial}: {exc}") from None
+    return info, target
+
+
+def _deviation_seconds(meter_time: datetime, now: datetime) -> float:
+    return round((meter_time - now).total_seconds(), 3)
+
+
+def _signed(seconds: float) -> str:
+    return f"{seconds:+.1f} s"
+
+
+class _Outcome:
+    """What a command's body found: state, observations or reason, and the values read."""
+
+    def __init__(self) -> None:
+        self.state = "EXE"
+        self.observations: list[str] = []
+        self.values: dict[str, Any] = {}
+
+    def warn(self, text: str) -> None:
+        self.state = "WARN"
+        self.observations.append(text)
+
+
+Body = Callable[[MeterSession, _Outcome], Awaitable[None]]
+
+
+class Commands:
+    """Runs commands against meters of a registry and records them as orders.
+
+    ``now`` is the head-end's time (the clock sync sets meters to it; a simulated field passes its
+    own field clock). ``limits`` is the per-DC session budget shared by the process.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        who: str | None = None,
+        timeouts: Timeouts | None = None,
+        limits: ConcentratorLimits | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.registry = registry
+        self.who = who or current_user()
+        self.timeouts = timeouts or Timeouts()
+        self.limits = limits
+        self.now = now
+        self._sessions = session_factory(registry.engine)
+
+    # --- the commands ----------------------------------------------------------------------------------
+
+    async def disconnect(self, serial: str) -> CommandResult:
+        """Remote disconnection (IC 70 method 1), then the relay state read back."""
+        return await self._run(serial, "disconnect", {}, self._relay_body(_REMOTE_DISCONNECT))
+
+    async def reconnect(self, serial: str) -> CommandResult:
+        """Remote reconnection (IC 70 method 2), then the relay state read back."""
+        return await self._run(serial, "reconnect", {}, self._relay_body(_REMOTE_RECONNECT))
+
+    async def clock_sync(self, serial: str, tolerance: float = DEFAULT_TOLERANCE) -> CommandResult:
+        """Read the clock; when off by more than ``tolerance`` seconds, set it to the head-end's time and check."""
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance {tolerance} s must be zero or more")
+        return await self._run(serial, "clock-sync", {"tolerance": tolerance}, self._clock_body(tolerance))
+
+    async def run(self, serial: str, command: CommandName, tolerance: float = DEFAULT_TOLERANCE) -> CommandResult:
+        if command == "disconnect":
+            return await self.disconnect(serial)
+        if command == "reconnect":
+            return await self.reconnect(serial)
+        if command == "clock-sync":
+            return await self.clock_sync(serial, tolerance)
+        raise ValueError(f"unknown command {command!r} (one of {', '.join(COMMANDS)})")
+
+    # --- bodies ----------------------------------------------------------------------------------------
+
+    def _relay_body(self, method: int) -> Body:
+        wanted = ControlState.DISCONNECTED if method == _REMOTE_DISCONNECT else ControlState.CONNECTED
+        verb = "disconnect" if method == _REMOTE_DISCONNECT else "reconnect"
+
+        async def body(session: MeterSession, outcome: _Outcome) -> None:
+            await session.action(70, DISCONNECT_CONTROL, method, Data.integer(0))
+            try:
+                state = await _read_relay(session)
+            except (ServiceError, DecodeError) as exc:
+                outcome.warn(f"{verb} accepted, but the relay state could not be read back: {exc}")
+                return
+            outcome.values.update(
+                output_state=state.output, control_state=None if state.control is None else state.control.name.lower(),
+                control_mode=None if state.mode is None else int(state.mode), summary=state.describe(),
+            )
+            if state.control is wanted and state.output is (wanted is ControlState.CONNECTED):
+                return
+            if (method == _REMOTE_RECONNECT and state.control is ControlState.READY_FOR_RECONNECTION
+                    and state.output is False):
+                why = (f" (control mode {int(state.mode)})" if state.mode in _MANUAL_RECONNECT_MODES
+                       else "")
+                outcome.warn(f"relay ready for reconnection{why}: manual reconnection at the meter is needed; "
+                             f"{state.describe()}")
+                return
+            outcome.warn(f"relay not {wanted.name.lower()} after {verb}: {state.describe()}")
+
+        return body
+
+    def _clock_body(self, tolerance: float) -> Body:
+        async def body(session: MeterSession, outcome: _Outcome) -> None:
+            before = await self._read_clock(session)
+            now = self.now()
+            deviation = _deviation_seconds(before.moment, now)
+            outcome.values.update(meter_time=before.moment.isoformat(), head_end_time=now.isoformat(),
+                                  deviation_seconds=deviation, tolerance_seconds=tolerance,
+                                  clock_deviation_minutes=before.deviation)
+            if abs(deviation) <= tolerance:
+                outcome.values.update(set=False, summary=f"clock off by {_signed(deviation)}, within "
+                                                         f"{tolerance:g} s: left alone")
+                return
+            # The meter keeps its own time zone: write our instant at its deviation, clock status ok.
+            target = self.now()
+            value = CosemDateTime.from_datetime(target, deviation=before.deviation, clock_status=0)
+            await session.set(8, CLOCK, 2, Data.octet_string(value.encode()))
+            after = await self._read_clock(session)
+            residual = _deviation_seconds(after.moment, self.now())
+            outcome.values.update(set=True, residual_seconds=residual,
+                                  summary=f"clock was off by {_signed(deviation)}; set, now {_signed(residual)}")
+            if abs(residual) > tolerance:
+                outcome.warn(f"clock was off by {_signed(deviation)} and is still off by {_signed(residual)} "
+                             f"after the set (tolerance {tolerance:g} s)")
+
+        return body
+
+    async def _read_clock(self, session: MeterSession) -> _ClockValue:
+        data = await session.get(8, CLOCK, 2)
+        raw = data.value if data.tag in (DataTag.OCTET_STRING, DataTag.DATE_TIME) else None
+        if isinstance(raw, CosemDateTime):
+            stamp = raw
+        elif isinstance(raw, bytes):
+            stamp = CosemDateTime.decode(raw)
+        else:
+            raise DecodeError(f"meter {session.target.serial}: clock is a {data.tag.name.lower()}, not a date-time")
+        moment = stamp.to_datetime()
+        if moment is None or not stamp.deviation_specified:
+            raise DecodeError(f"meter {session.target.serial}: clock {stamp} is not a full instant with a deviation")
+        return _ClockValue(moment, stamp.deviation)
+
+    # --- the order around a body ---------------------------------------------------------------------------
+
+    async def _run(self, serial: str, command: CommandName, parameters: dict[str, Any], body: Body) -> CommandResult:
+        order_number = self._create(serial, command, parameters)
+        outcome = _Outcome()
+        reason: str | None = None
+        retryable = False
+        target: MeterTarget | None = None
+        last_received: int | None = None
+        dc_reachable: bool | None = None
+        try:
+            _info, target = check_meter(self.registry, serial)
+            self._start(order_number)
+            reservation = reserve_counters(self.registry.engine, serial, target.client_sap, COUNTERS_PER_COMMAND)
+            session: MeterSession | None = None
+            try:
+                async with open_session(target, reservation, limits=self.limits, timeouts=self.timeouts) as session:
+                    dc_reachable = True
+                    await body(session, outcome)
+            finally:
+                if session is not None:
+                    last_received = session.last_received
+        except DlmsError as exc:
+            reason, retryable = _reason(serial, target, exc), exc.retryable
+            if target is not None and _never_connected(exc):
+                dc_reachable = False
+        crash_point("command-before-store")
+        state = "FAIL" if reason is not None else outcome.state
+        observations = "; ".join(outcome.observations) or None
+        self._finish(order_number, serial, command, parameters, state, observations, reason, target, last_received,
+                     dc_reachable)
+        return CommandResult(order_number, serial, command, state, observations, reason, retryable,
+                             dict(outcome.values))
+
+    def _create(self, serial: str, command: CommandName, parameters: dict[str, Any]) -> str:
+        # Committed before anything else: an order killed mid-way still shows up (PENDING).
+        with storage_errors(self.registry.engine), self._sessions() as db, db.begin():
+            order = create_order(db, serial, command, parameters, self.who, when=utcnow())
+            return order.order_number
+
+    def _order(self, db: Session, order_number: str) -> Order:
+        order = get_order(db, order_number)
+        if order is None:  # someone deleted it under us: a storage problem, not a meter one
+            raise StorageError(f"order {order_number} vanished from the database")
+        return order
+
+    def _start(self, order_number: str) -> None:
+        with storage_errors(self.registry.engine), self._sessions() as db, db.begin():
+            start_order(db, self._order(db, order_number))
+
+    def _finish(self, order_number: str, serial: str, command: str, parameters: dict[str, Any], state: str,
+                observations: str | None, reason: str | None, target: MeterTarget | None,
+                last_received: int | None, dc_reachable: bool | None) -> None:
+        engine = self.registry.engine
+        if target is not None and last_received is not None:
+            record_received(engine, serial, target.client_sap, last_received)
+        if target is not None and isinstance(target.route, ViaConcentrator) and dc_reachable is not None:
+            self.registry.set_concentrator_contact(target.route.concentrator_id, dc_reachable)
+        what = f"{command} {serial}" + "".join(f" --{k} {v}" for k, v in parameters.items())
+        result = state if state == "EXE" else f"{state}: {reason or observations}"
+        with storage_errors(engine), self._sessions() as db, db.begin():
+            finish_order(db, self._order(db, order_number), state, observations=observations, reason=reason)
+            record_audit(db, self.who, f"{what} (order {order_number})", result)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClockValue:
+    moment: datetime  # aware, at the meter's own offset
+    deviation: int  # COSEM deviation, minutes (UTC = local + deviation)
+
+
+def _reason(serial: str, target: MeterTarget | None, exc: DlmsError) -> str:
+    """One line saying why the order failed, naming the meter (and its DC) when the error does not."""
+    text = str(exc)
+    if target is None or serial in text:
+        return text
+    route = target.route
+    where = f"meter {serial}" + (f" via DC {route.concentrator_id}" if isinstance(route, ViaConcentrator) else "")
+    if isinstance(exc, ReadTimeout) and isinstance(route, ViaConcentrator):
+        return f"{where}: {text} (the DC did not reach the meter, or the DC itself is silent)"
+    return f"{where}: {text}"
+
+
+def _never_connected(exc: DlmsError) -> bool:
+    """Whether the error says no TCP connection was made (the DC, or the p2p modem, is down)."""
+    if isinstance(exc, ConnectTimeout):
+        return True
+    return isinstance(exc, ConnectionLost) and isinstance(exc.__cause__, ConnectionRefusedError)
+
+
+async def _read_relay(session: MeterSession) -> RelayState:
+    values = await session.get_many([(70, DISCONNECT_CONTROL, 2), (70, DISCONNECT_CONTROL, 3),
+                                     (70, DISCONNECT_CONTROL, 4)])
+    output, control, mode = values
+    if isinstance(output, ServiceError) and isinstance(control, ServiceError):
+        raise output
+
+    def enum(value: Data | ServiceError, kind: type[ControlState] | type[ControlMode]) -> Any:
+        if isinstance(value, ServiceError) or value.tag != DataTag.ENUM:
+            return None
+        try:
+            return kind(value.value)
+        except ValueError:
+            return None
+
+    return RelayState(
+        output=output.value if not isinstance(output, ServiceError) and output.tag == DataTag.BOOLEAN else None,
+        control=enum(control, ControlState),
+        mode=enum(mode, ControlMode),
+    )

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +30,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from hes.crash import CRASH_ENV, crash_point
 from hes.db.counters import record_received, reserve_counters
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Order, utcnow
@@ -49,7 +48,6 @@ __all__ = [
     "CLOCK",
     "COMMANDS",
     "COUNTERS_PER_COMMAND",
-    "CRASH_ENV",
     "DEFAULT_TOLERANCE",
     "DISCONNECT_CONTROL",
     "CommandName",
@@ -58,7 +56,6 @@ __all__ = [
     "PreconditionFailed",
     "RelayState",
     "check_meter",
-    "crash_point",
     "current_user",
 ]
 
@@ -71,7 +68,6 @@ DEFAULT_TOLERANCE = 10.0
 #: Counters reserved per command: AARQ, HLS reply, the action or set, three reads, the release, and spare.
 COUNTERS_PER_COMMAND = 16
 #: Environment variable naming the crash point at which the process kills itself (tests only).
-CRASH_ENV = "HES_CRASH_AT"
 
 CommandName = Literal["disconnect", "reconnect", "clock-sync"]
 COMMANDS: tuple[CommandName, ...] = ("disconnect", "reconnect", "clock-sync")
@@ -80,18 +76,6 @@ _REMOTE_DISCONNECT = 1
 _REMOTE_RECONNECT = 2
 # Control modes in which remote_reconnect only arms the relay (transition d): the customer closes it.
 _MANUAL_RECONNECT_MODES = frozenset((ControlMode.MODE_1, ControlMode.MODE_3, ControlMode.MODE_5, ControlMode.MODE_6))
-
-
-def crash_point(name: str) -> None:
-    """Kill this process with SIGKILL when ``HES_CRASH_AT`` names this point (the crash-safety test's hook).
-
-    Points: ``command-before-store`` (after the exchange with the meter, before its result and the
-    received counter are stored). Unset in normal use; SIGKILL, not an exception, because the test
-    must see what a power cut or the OOM killer leaves behind: no ``finally``, no flush.
-    """
-    if os.environ.get(CRASH_ENV) == name:
-        logger.warning("%s=%s: killing the process (crash-safety test)", CRASH_ENV, name)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def current_user() -> str:

@@ -36,6 +36,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hes.crash import crash_point
 from hes.db.counters import record_received, reserve_counters
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Concentrator, Meter, Order, utcnow
@@ -654,6 +655,7 @@ async def read_meter(
     logger.info("read %s %s (%s): %s", kind, serial, order_number, "done" if error is None else type(error).__name__)
 
     # 5. Storage and the result.
+    crash_point("read-before-store")
     if received is not None and device is not None:
         record_received(db.engine, device, client_sap, received)
     dc_id = target.route.concentrator_id if isinstance(target.route, ViaConcentrator) else None

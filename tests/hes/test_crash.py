@@ -1,4 +1,4 @@
-"""Crash safety: a command killed (SIGKILL) after the exchange and before its storage reuses no counter.
+"""Crash safety: a command or a read killed (SIGKILL) after the exchange and before storage reuses no counter.
 
 The command runs in a subprocess (``hes disconnect``) with ``HES_CRASH_AT=command-before-store``,
 the hook in ``hes.commands.crash_point``: the process kills itself once the meter has executed the
@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hes.commands import COUNTERS_PER_COMMAND, CRASH_ENV
+from hes.commands import COUNTERS_PER_COMMAND
+from hes.crash import CRASH_ENV
 from hes.db.counters import counter_state
 from hes.db.models import AuditEntry, Order
 from hes.model import CounterReservation
@@ -101,3 +102,43 @@ def test_a_command_killed_before_storage_reuses_no_counter(
         assert db.scalars(select(Order).where(Order.state == "EXE")).all()[0].order_number == orders[1].order_number
     final = counter_state(registry.engine, DC_METER, 1)
     assert final is not None and final[0] > next_counter and final[1] is not None
+
+
+def test_a_read_killed_before_storage_reuses_no_counter_and_stores_once(
+    registry: Registry, database_url: str, tmp_path: Path
+) -> None:
+    counters_file = tmp_path / "meter-counters.json"
+    options = small_field(counters=counters_file)
+    manifest = tmp_path / "fleet.json"
+    env = {**os.environ, "HES_DATABASE_URL": database_url, "HES_DATA_DIR": str(tmp_path / "data"),
+           "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key")}
+    read = ["read", DC_METER, "--what", "registers", "--json", "--timeout", "5", "--clock-tolerance", "1000000000"]
+
+    with FieldThread(options) as field:
+        assert field.fleet.security(DC_METER).policy == "hls-gmac"
+        registry.import_manifest(field.write_manifest(manifest))
+        killed = hes(read, {**env, CRASH_ENV: "read-before-store"})
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        accepted = field.fleet.counter_store.get(DC_METER, 1).client_last
+        assert accepted is not None  # the meter answered the dead process's requests
+
+    stored = counter_state(registry.engine, DC_METER, 1)
+    assert stored is not None and stored[1] is None  # the last received counter was never stored
+    assert accepted < stored[0]  # what the meter accepted lies inside the reservation already persisted
+    with Session(registry.engine) as db:
+        assert db.scalars(select(Order).where(Order.state == "PENDING")).all()  # the dead order stays open
+
+    with FieldThread(options) as field:  # restarted: the meter's replay check still knows `accepted`
+        registry.import_manifest(field.write_manifest(manifest))
+        first = hes(read, env)
+        assert first.returncode == 0, first.stderr
+        assert '"state": "EXE"' in first.stdout or '"state": "WARN"' in first.stdout, first.stdout
+        again = hes(read, env)
+        assert again.returncode == 0, again.stderr
+
+    with Session(registry.engine) as db:
+        from hes.db.models import RegisterReading
+
+        rows = db.scalars(select(RegisterReading)).all()
+    # one read's registers (5 of them), stored once although the meter was read twice at the same instant
+    assert len(rows) == 5

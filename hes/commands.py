@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from hes.crash import CRASH_ENV, crash_point
+from hes.crash import crash_point
 from hes.db.counters import record_received, reserve_counters
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Order, utcnow

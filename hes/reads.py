@@ -498,7 +498,11 @@ def _counter_budget(what: What, start: datetime | None, end: datetime | None) ->
     return base + 16 + 2 * blocks
 
 
-def _checks(session: Session, meter: Meter | None, serial: str, recheck_dc: bool) -> Meter:
+#: A concentrator that failed is not contacted again for on-demand reads until this long after the failure.
+DC_RECHECK_AFTER = timedelta(minutes=5)
+
+
+def _checks(session: Session, meter: Meter | None, serial: str, recheck_dc: bool, now: datetime) -> Meter:
     """The use case's preconditions; ``_Failed`` with the reason for the first one that does not hold."""
     if meter is None:
         raise _Failed(f"meter {serial} is not registered")
@@ -513,10 +517,13 @@ def _checks(session: Session, meter: Meter | None, serial: str, recheck_dc: bool
     dc = session.get(Concentrator, meter.concentrator_id)
     if dc is None or meter.dc_physical_address is None or meter.logical_device is None:
         raise _Failed(f"meter {serial}: its link to concentrator {meter.concentrator_id} is incomplete")
-    if dc.reachable is False and not recheck_dc:
+    # A failure recorded before attempts were timed has no time: recheck it rather than block forever.
+    tried = dc.last_attempt
+    if dc.reachable is False and tried is not None and now - tried < DC_RECHECK_AFTER and not recheck_dc:
         last = "never" if dc.last_contact is None else _iso(dc.last_contact)
+        again = f" (tried again from {_iso(tried + DC_RECHECK_AFTER)})"
         raise _Failed(f"concentrator {dc.id} is unreachable (its last contact attempt failed; last answered: {last}); "
-                      f"not contacted: retry once it answers again", retryable=True)
+                      f"not contacted{again}", retryable=True)
     return meter
 
 
@@ -601,7 +608,7 @@ async def read_meter(
         order_number, order_id = order.order_number, order.id
         meter = session.scalar(select(Meter).where(Meter.serial == serial))
         try:
-            meter = _checks(session, meter, serial, recheck_dc)
+            meter = _checks(session, meter, serial, recheck_dc, clock())
         except _Failed as failed:
             reason = f"{failed.reason} ({_retry_hint(failed.retryable)})"
             finish_order(session, order, "FAIL", reason=reason, when=clock())

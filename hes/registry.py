@@ -460,9 +460,11 @@ class Registry:
             row = session.get(Concentrator, ident)
             if row is None:
                 raise UnknownConcentrator(ident)
+            moment = when or self._clock()
             row.reachable = reachable
+            row.last_attempt = moment
             if reachable:
-                row.last_contact = when or self._clock()
+                row.last_contact = moment
 
     # --- sessions --------------------------------------------------------------------------------------
 

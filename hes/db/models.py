@@ -118,6 +118,8 @@ class Concentrator(Base):
     ek_enc: Mapped[bytes | None]
     ak_enc: Mapped[bytes | None]
     last_contact: Mapped[datetime | None]
+    #: When the head-end last tried to reach it, answered or not (a failure is rechecked after a while).
+    last_attempt: Mapped[datetime | None]
     reachable: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from hes.db.counters import counter_state
 from hes.db.models import AssetEvent, AuditEntry, Concentrator, EventRecord, IntervalValue, Order, RegisterReading
-from hes.reads import ReadRequestError, ReadResult, read_meter
+from hes.reads import DC_RECHECK_AFTER, ReadRequestError, ReadResult, read_meter
 from hes.registry import Registry
 from hes.session import Timeouts
 from simulators.clock import FieldClock
@@ -252,6 +252,16 @@ def test_dc_down_fails_then_is_not_contacted_until_rechecked(registry: Registry,
                 dc = session.get(Concentrator, DC)
                 assert dc is not None and dc.reachable is True
             assert counts(engine) == (0, 5, 0)
+
+            # Down again: blocked for a while, then contacted again by itself (no operator needed).
+            fleet.set_outage(DC)
+            assert (await read(registry, fleet, DC_PLAIN, "clock")).state == "FAIL"
+            fleet.set_outage(DC, False)
+            assert_failed(await read(registry, fleet, DC_PLAIN, "clock"), engine, reason="not contacted",
+                          retryable=True)
+            fleet.clock.jump(DC_RECHECK_AFTER + timedelta(seconds=1))
+            recovered = await read(registry, fleet, DC_PLAIN, "clock")
+            assert recovered.state in ("EXE", "WARN"), recovered.reason
 
     run(body)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar, Self
 
 from protocols.axdr import decode_length, encode_length
 from protocols.errors import DecodeError, EncodeError
@@ -181,13 +182,14 @@ def _decode_system_title_and_content(buf: bytes, tag: int, name: str) -> tuple[b
 
 
 @dataclass(frozen=True, slots=True)
-class GeneralGloCiphering:
-    """general-glo-ciphering (0xDB): the sender's system title, then the ciphered content."""
+class _TitledCiphering:
+    """The sender's system title, then the ciphered content: general-glo and general-ded alike."""
 
     system_title: bytes
     content: bytes
 
-    TAG = CipheredApduTag.GENERAL_GLO_CIPHERING
+    TAG: ClassVar[CipheredApduTag]
+    NAME: ClassVar[str]
 
     @property
     def header(self) -> SecurityHeader:
@@ -203,41 +205,27 @@ class GeneralGloCiphering:
         )
 
     @classmethod
-    def decode(cls, buf: bytes) -> GeneralGloCiphering:
+    def decode(cls, buf: bytes) -> Self:
         try:
-            return cls(*_decode_system_title_and_content(bytes(buf), cls.TAG, "general-glo-ciphering"))
+            return cls(*_decode_system_title_and_content(bytes(buf), cls.TAG, cls.NAME))
         except (IndexError, ValueError) as exc:
-            raise DecodeError(f"malformed general-glo-ciphering: {exc}") from None
+            raise DecodeError(f"malformed {cls.NAME}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
-class GeneralDedCiphering:
+class GeneralGloCiphering(_TitledCiphering):
+    """general-glo-ciphering (0xDB): the sender's system title, then the ciphered content."""
+
+    TAG: ClassVar[CipheredApduTag] = CipheredApduTag.GENERAL_GLO_CIPHERING
+    NAME: ClassVar[str] = "general-glo-ciphering"
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralDedCiphering(_TitledCiphering):
     """general-ded-ciphering (0xDC): as general-glo-ciphering, under the dedicated key."""
 
-    system_title: bytes
-    content: bytes
-
-    TAG = CipheredApduTag.GENERAL_DED_CIPHERING
-
-    @property
-    def header(self) -> SecurityHeader:
-        return read_security_header(self.content)
-
-    def encode(self) -> bytes:
-        return (
-            bytes((self.TAG,))
-            + encode_length(len(self.system_title))
-            + bytes(self.system_title)
-            + encode_length(len(self.content))
-            + bytes(self.content)
-        )
-
-    @classmethod
-    def decode(cls, buf: bytes) -> GeneralDedCiphering:
-        try:
-            return cls(*_decode_system_title_and_content(bytes(buf), cls.TAG, "general-ded-ciphering"))
-        except (IndexError, ValueError) as exc:
-            raise DecodeError(f"malformed general-ded-ciphering: {exc}") from None
+    TAG: ClassVar[CipheredApduTag] = CipheredApduTag.GENERAL_DED_CIPHERING
+    NAME: ClassVar[str] = "general-ded-ciphering"
 
 
 @dataclass(frozen=True, slots=True)

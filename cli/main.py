@@ -29,6 +29,7 @@ def _register() -> None:
     from cli.meter import app as meter_app
     from cli.read import read
     from cli.registry import app as registry_app
+    from cli.run import run
     from cli.sim import app as sim_app
 
     app.add_typer(dlms_app, name="dlms")
@@ -42,6 +43,7 @@ def _register() -> None:
     app.command("disconnect")(disconnect)
     app.command("reconnect")(reconnect)
     app.add_typer(clock_app, name="clock")
+    app.command("run")(run)
 
 
 _register()

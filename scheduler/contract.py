@@ -1,0 +1,94 @@
+"""The contract between the plan engine and the per-meter executors (N2PLoad profile collection, reads).
+
+The engine (``scheduler.engine``) claims work items from the database, one per (plan run, meter,
+command), and hands each to the executor registered for its command; the executor talks to the
+field, stores what it read (idempotently, on the identities of DESIGN.md) and returns an
+``ItemOutcome``. The engine records the outcome, schedules a retry when the outcome is a retryable
+FAIL and attempts remain, and summarises the run. Executors never touch the item rows themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from sqlalchemy import Engine
+
+from hes.registry import Registry
+from hes.session import ConcentratorLimits, LinkFactory, Timeouts
+
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "ExecutionContext",
+    "Executor",
+    "ItemOutcome",
+    "ItemState",
+    "WorkItem",
+]
+
+Command = Literal["profile", "daily", "events", "registers", "clock"]
+#: The commands a plan may name, in the order a meter executes them.
+COMMANDS: tuple[Command, ...] = ("profile", "daily", "events", "registers", "clock")
+ItemState = Literal["EXE", "WARN", "FAIL"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One command for one meter in one plan run, as claimed by a worker."""
+
+    item_id: int
+    run_id: int
+    plan: str
+    meter_id: int
+    serial: str
+    #: The meter's concentrator, None for a point-to-point meter.
+    concentrator_id: str | None
+    command: Command
+    #: 1 for the first try, 2 for the first retry, ...
+    attempt: int
+    #: The plan's date range; None lets the executor decide (N2PLoad: from the meter's watermark to now).
+    start: datetime | None
+    end: datetime | None
+    #: Carried on to whatever the data becomes downstream (CIM CorrelationID): the plan run, e.g. "run:42".
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """What one executor call did. ``stored``: new rows stored (0 when everything was known already)."""
+
+    state: ItemState
+    observations: tuple[str, ...] = ()
+    reason: str | None = None
+    #: For a FAIL: whether trying again later can help (the plan's retries apply only then).
+    retryable: bool = False
+    stored: int = 0
+    #: The concentrator itself could not be reached: the engine fails the DC's other items of this
+    #: pass with the same reason instead of trying each of them against a dead link.
+    concentrator_unreachable: bool = False
+
+
+@dataclass
+class ExecutionContext:
+    """What every executor call shares within one worker."""
+
+    registry: Registry
+    engine: Engine
+    #: The worker's clock (aware UTC); tests pass a fixed or field clock.
+    now: Callable[[], datetime]
+    #: Shared per-DC session budget (one object per event loop).
+    limits: ConcentratorLimits = field(default_factory=ConcentratorLimits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    #: Replaces each route's own link (tests, the benchmark's in-process field); None: real sockets.
+    connect: LinkFactory | None = None
+    #: Who the orders and audit rows name.
+    requested_by: str = "scheduler"
+
+
+class Executor(Protocol):
+    """Runs one work item against the field and stores what it read."""
+
+    async def __call__(self, context: ExecutionContext, item: WorkItem) -> ItemOutcome: ...

@@ -1,4 +1,4 @@
-"""`hes concentrator ...`: the registered data concentrators (keys are never shown)."""
+"""`hes concentrator ...`: the registered data concentrators (keys are never shown) and their own event logs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from cli.registry import open_registry, run_or_exit
 from hes.registry import ConcentratorInfo
 
-__all__ = ["app", "list_command", "show"]
+__all__ = ["app", "events", "list_command", "show"]
 
 app = typer.Typer(
     name="concentrator",
@@ -54,3 +54,35 @@ def show(
         return
     for name, value in info.to_json().items():
         print(f"{name:<14} {'-' if value is None else value}")
+
+
+@app.command("events")
+def events(
+    ident: Annotated[str, typer.Argument(help="Concentrator id, e.g. DC0001.")],
+    start: Annotated[
+        str | None, typer.Option("--from", help="Range start, ISO 8601 (default: a day before --to).")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Range end, ISO 8601 (default: now).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.", min=0.1)] = 20.0,
+) -> None:
+    """Read the concentrator's own event log now (stored once each, named by the event table)."""
+    import asyncio
+
+    from cli.auth import require
+    from cli.read import parse_time
+    from hes.events.concentrator import read_concentrator_events
+    from hes.session import Timeouts
+
+    registry = run_or_exit("concentrator", open_registry)
+    identity = run_or_exit("concentrator", lambda: require("read", registry.engine, f"concentrator events {ident}",
+                                                           group="concentrator"))
+    result = run_or_exit("concentrator", lambda: asyncio.run(read_concentrator_events(
+        registry, ident, start=parse_time("--from", start), end=parse_time("--to", end),
+        requested_by=identity.audit_name, timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout))))
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    print(f"concentrator {result.concentrator}: {len(result.events)} events, {result.stored} new")
+    for event in result.events:
+        print(f"{event.time:%Y-%m-%dT%H:%M:%SZ} {event.code:>5} {event.name} ({event.criticality.label})")

@@ -1,7 +1,8 @@
 """`hes disconnect`, `hes reconnect`, `hes clock sync`: commands on one meter, each recorded as an order.
 
 Exit codes, as for ``hes read``: 0 EXE or WARN (executed; a WARN's observations are printed and in
-``--json``'s ``state``), 1 FAIL (the reason is the one line on stderr), 2 bad arguments.
+``--json``'s ``state``), 1 FAIL (the reason is the one line on stderr), 2 bad arguments, 4 refused for
+the user's role (``cli.auth``: disconnect and reconnect need a technician, clock sync an operator).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from cli.registry import open_registry, run_or_exit, who
+from cli.auth import require
+from cli.registry import open_registry, run_or_exit
 from hes.commands import DEFAULT_TOLERANCE, CommandName, CommandResult, Commands
 from hes.session import Timeouts
 
@@ -37,8 +39,12 @@ _Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for 
 
 def _run(serial: str, command: CommandName, as_json: bool, timeout: float,
          tolerance: float = DEFAULT_TOLERANCE) -> None:
+    registry = run_or_exit(command, open_registry)
+    # Refused before the order exists: a refusal is one audit line, not a FAIL order on the meter.
+    identity = run_or_exit(command, lambda: require(command, registry.engine, serial))
+
     def action() -> CommandResult:
-        commands = Commands(open_registry(), who=who(), timeouts=Timeouts(connect=timeout, read=timeout))
+        commands = Commands(registry, who=identity.audit_name, timeouts=Timeouts(connect=timeout, read=timeout))
         return asyncio.run(commands.run(serial, command, tolerance))
 
     result = run_or_exit(command, action)

@@ -8,6 +8,7 @@ from typing import Annotated, cast
 
 import typer
 
+from cli.auth import require
 from cli.registry import open_registry, run_or_exit, who
 from hes.model import Interface, MeterSecurity, Policy
 from hes.registry import MeterInfo, RegistryError
@@ -88,7 +89,9 @@ def add(
             except ValueError:
                 raise RegistryError(f"--warranty-until {warranty_until!r} is not YYYY-MM-DD") from None
         sec = _security(security, password, system_title, ek, ak)
-        return open_registry().add_meter(
+        registry = open_registry()
+        require("registry", registry.engine, f"meter add {serial}", group="meter")
+        return registry.add_meter(
             serial, host=host, port=port, interface=cast(Interface, interface), client_sap=client_sap,
             server_sap=server_sap, physical_address=physical_address, security=sec, make=make, model=model,
             service_life_years=service_life, warranty_until=warranty, who=who(),
@@ -146,7 +149,12 @@ def decommission(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Take a meter out of service: no more reads or commands; its data and history stay."""
-    info = run_or_exit("meter", lambda: open_registry().decommission(serial, who=who()))
+    def act() -> MeterInfo:
+        registry = open_registry()
+        require("registry", registry.engine, f"meter decommission {serial}", group="meter")
+        return registry.decommission(serial, who=who())
+
+    info = run_or_exit("meter", act)
     if as_json:
         print(json.dumps(info.to_json()))
     else:

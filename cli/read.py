@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.registry import open_registry, run_or_exit, who
+from cli.auth import require
+from cli.registry import open_registry, run_or_exit
 from hes.reads import WHATS, ReadRequestError, ReadResult, ReadValue, read_meter
 from hes.session import Timeouts
 
@@ -98,9 +99,10 @@ def read(
             raise ReadRequestError(f"--timeout {timeout}: between 0 and 600 seconds")
         begin, finish = parse_time("--from", start), parse_time("--to", end)
         registry = open_registry()
+        identity = require("read", registry.engine, f"read {what} {serial}", group="read")
         try:
             return asyncio.run(read_meter(
-                registry, serial, what, start=begin, end=finish, requested_by=who(),
+                registry, serial, what, start=begin, end=finish, requested_by=identity.audit_name,
                 clock_tolerance=timedelta(seconds=clock_tolerance),
                 timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout), recheck_dc=recheck_dc,
             ))

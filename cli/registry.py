@@ -12,7 +12,7 @@ import typer
 
 from hes.config import load_settings
 from hes.db.engine import StorageError
-from hes.registry import Registry
+from hes.registry import ImportSummary, Registry
 from protocols.errors import DlmsError
 
 __all__ = ["app", "import_command", "open_registry", "run_or_exit", "who"]
@@ -29,13 +29,13 @@ app = typer.Typer(
 
 
 def who() -> str:
-    """The operator named in the audit trail: the login name (users and roles come with a later issue)."""
-    import getpass
+    """The head-end user named in the audit trail (``cli.auth``: token, mapped OS user, or the bootstrap admin).
 
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    ``AuthError`` (a ``DlmsError``) when the command line cannot say who its user is.
+    """
+    from cli.auth import current_identity
+
+    return current_identity().audit_name
 
 
 def open_registry() -> Registry:
@@ -58,7 +58,14 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Register the manifest's concentrators, their meters and the p2p meters, keys encrypted (idempotent)."""
-    summary = run_or_exit("registry", lambda: open_registry().import_manifest(manifest, who=who()))
+    def act() -> ImportSummary:
+        from cli.auth import require
+
+        registry = open_registry()
+        require("registry", registry.engine, f"registry import {manifest}")
+        return registry.import_manifest(manifest, who=who())
+
+    summary = run_or_exit("registry", act)
     if as_json:
         print(json.dumps(summary.to_json()))
         return

@@ -70,6 +70,16 @@ def fleet(
         str | None,
         typer.Option("--epoch", help="Field time at start: 'now' or an ISO 8601 instant (default 2024-03-01T00:00Z)."),
     ] = None,
+    push_to: Annotated[
+        str | None,
+        typer.Option("--push-to", help="HOST:PORT of the head-end's push listener: meters push tamper, power and "
+                                       "relay events there as they log them (hes run listens on 127.0.0.1:4059)."),
+    ] = None,
+    tamper_every: Annotated[
+        float | None,
+        typer.Option("--tamper-every", help="Every this many wall seconds, the next meter in serial order logs a "
+                                            "meter cover opening (pushed with --push-to)."),
+    ] = None,
 ) -> None:
     """Run a fleet until Ctrl-C or SIGTERM; the manifest says how to reach every device."""
     options = FleetOptions(
@@ -86,18 +96,48 @@ def fleet(
         dc_outages=tuple(dc_outage or ()),
         counters=counters,
     )
+    destination = None if push_to is None else _parse_host_port(push_to)
+    if tamper_every is not None and not tamper_every > 0:
+        raise _fail(f"--tamper-every {tamper_every} must be a positive number of seconds", 2)
     try:
         field = Fleet(options)
     except (FleetError, CounterError) as exc:
         raise _fail(str(exc), 2) from None
     try:
-        asyncio.run(_serve(field, manifest))
+        asyncio.run(_serve(field, manifest, destination, tamper_every))
     except (FleetError, ManifestError, CounterError) as exc:
         raise _fail(str(exc), 1) from None
 
 
-async def _serve(field: Fleet, manifest: Path) -> None:
+def _parse_host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(f"--push-to {text!r} is not HOST:PORT (e.g. 127.0.0.1:4059)", 2)
+    return host, int(port)
+
+
+async def _tamper_loop(field: Fleet, period: float) -> None:
+    """Round-robin over the meters: each period one of them logs a meter cover opening (its hook pushes it)."""
+    from simulators.events import EventCode
+
+    serials = sorted(field.meters())
+    turn = 0
+    while serials:
+        await asyncio.sleep(period)
+        serial = serials[turn % len(serials)]
+        turn += 1
+        field.meter(serial).record_event(EventCode.METER_COVER_REMOVED)
+        print(f"hes sim: meter {serial} logged a meter cover opening", flush=True)
+
+
+async def _serve(field: Fleet, manifest: Path, push_to: tuple[str, int] | None = None,
+                 tamper_every: float | None = None) -> None:
+    from simulators.push import PushSender
+
     await field.start()
+    if push_to is not None:
+        PushSender(field, *push_to).attach()
+    tamper = None if tamper_every is None else asyncio.create_task(_tamper_loop(field, tamper_every))
     try:
         field.write_manifest(manifest)
     except ManifestError:
@@ -116,5 +156,9 @@ async def _serve(field: Fleet, manifest: Path) -> None:
         f"hes sim: {len(written.concentrators)} concentrator(s) ({meters} meters) and {len(written.p2p)} "
         f"point-to-point meters listening on {field.options.host}, {span}; manifest {manifest}; Ctrl-C stops"
     )
-    await field.run_until_signal(ready=lambda: print(announcement, flush=True))
+    try:
+        await field.run_until_signal(ready=lambda: print(announcement, flush=True))
+    finally:
+        if tamper is not None:
+            tamper.cancel()
     print("hes sim: stopped", flush=True)

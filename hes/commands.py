@@ -13,6 +13,10 @@ must close it at the meter, is the usual case: the observation says manual recon
 Clock sync reads the clock, and when it is off by more than the tolerance, writes the head-end's
 time at the meter's own deviation, then reads it back.
 
+A relay order whose read-back disagrees with it (or cannot be read back) is a WARN and raises an
+alarm: a message on the meter's MQTT alarm topic (``hes.events.outbox``), queued in the order's
+own transaction with the result, which goes to the command topic.
+
 Invocation counters: a reservation is committed (``hes.db.counters.reserve_counters``) before the
 session starts, so a crash can never make the head-end send a counter twice; the last counter
 received from the meter is stored with the result. ``HES_CRASH_AT`` (see ``crash_point``) is the
@@ -35,6 +39,8 @@ from hes.db.counters import record_received, reserve_counters
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Order, utcnow
 from hes.db.orders import create_order, finish_order, get_order, record_audit, start_order
+from hes.events.catalog import CatalogError, default_catalog, load_catalog
+from hes.events.outbox import command_message, order_alarm_message, queue
 from hes.model import MeterTarget, ViaConcentrator
 from hes.registry import MeterInfo, Registry, RegistryError, UnknownMeter
 from hes.session import ConcentratorLimits, MeterSession, Timeouts, open_session
@@ -72,6 +78,9 @@ COUNTERS_PER_COMMAND = 16
 CommandName = Literal["disconnect", "reconnect", "clock-sync"]
 COMMANDS: tuple[CommandName, ...] = ("disconnect", "reconnect", "clock-sync")
 
+#: Codes of the event table's ``head-end`` log raised by relay orders.
+_ALARM_DISAGREEMENT = 1
+_ALARM_NO_READBACK = 2
 _REMOTE_DISCONNECT = 1
 _REMOTE_RECONNECT = 2
 # Control modes in which remote_reconnect only arms the relay (transition d): the customer closes it.
@@ -162,6 +171,8 @@ class _Outcome:
         self.state = "EXE"
         self.observations: list[str] = []
         self.values: dict[str, Any] = {}
+        #: A head-end alarm raised by the order (code of the event table's ``head-end`` log, text).
+        self.alarm: tuple[int, str] | None = None
 
     def warn(self, text: str) -> None:
         self.state = "WARN"
@@ -231,6 +242,7 @@ class Commands:
                 state = await _read_relay(session)
             except (ServiceError, DecodeError) as exc:
                 outcome.warn(f"{verb} accepted, but the relay state could not be read back: {exc}")
+                outcome.alarm = (_ALARM_NO_READBACK, outcome.observations[-1])
                 return
             outcome.values.update(
                 output_state=state.output, control_state=None if state.control is None else state.control.name.lower(),
@@ -246,6 +258,8 @@ class Commands:
                              f"{state.describe()}")
                 return
             outcome.warn(f"relay not {wanted.name.lower()} after {verb}: {state.describe()}")
+            # The supply is not where the order said it would be: the centre must know at once.
+            outcome.alarm = (_ALARM_DISAGREEMENT, outcome.observations[-1])
 
         return body
 
@@ -319,7 +333,7 @@ class Commands:
         state = "FAIL" if reason is not None else outcome.state
         observations = "; ".join(outcome.observations) or None
         self._finish(order_number, serial, command, parameters, state, observations, reason, target, last_received,
-                     dc_reachable)
+                     dc_reachable, outcome)
         return CommandResult(order_number, serial, command, state, observations, reason, retryable,
                              dict(outcome.values))
 
@@ -341,7 +355,7 @@ class Commands:
 
     def _finish(self, order_number: str, serial: str, command: str, parameters: dict[str, Any], state: str,
                 observations: str | None, reason: str | None, target: MeterTarget | None,
-                last_received: int | None, dc_reachable: bool | None) -> None:
+                last_received: int | None, dc_reachable: bool | None, outcome: _Outcome | None = None) -> None:
         engine = self.registry.engine
         if target is not None and last_received is not None:
             record_received(engine, serial, target.client_sap, last_received)
@@ -349,9 +363,25 @@ class Commands:
             self.registry.set_concentrator_contact(target.route.concentrator_id, dc_reachable)
         what = f"{command} {serial}" + "".join(f" --{k} {v}" for k, v in parameters.items())
         result = state if state == "EXE" else f"{state}: {reason or observations}"
+        dc = target.route.concentrator_id if target is not None and isinstance(target.route, ViaConcentrator) \
+            else None
+        # The result, and any alarm it raises, go to the event bus in the order's own transaction.
+        messages = [command_message(order_number, serial, dc, command, state, reason or observations, self.who,
+                                    dict(outcome.values) if outcome is not None else None)]
+        if outcome is not None and outcome.alarm is not None:
+            code, text = outcome.alarm
+            try:
+                catalog = load_catalog()
+            except CatalogError as exc:  # a broken table must not keep the order from finishing
+                logger.error("event table unusable, defaults used: %s", exc)
+                catalog = default_catalog()
+            definition = catalog.lookup("head-end", code)
+            messages.append(order_alarm_message(definition, order_number, serial, dc, text, self.who))
+            logger.warning("meter %s: %s (order %s): %s", serial, definition.name, order_number, text)
         with storage_errors(engine), self._sessions() as db, db.begin():
             finish_order(db, self._order(db, order_number), state, observations=observations, reason=reason)
             record_audit(db, self.who, f"{what} (order {order_number})", result)
+            queue(db.connection(), messages)
 
 
 @dataclass(frozen=True, slots=True)

@@ -501,6 +501,7 @@ class SimulatedMeter:
         "_clock_offset",
         "_counters",
         "_drift_from",
+        "_on_event",
         "_relay",
         "_runtime_events",
         "_sessions_opened",
@@ -518,6 +519,8 @@ class SimulatedMeter:
         self._windows: list[Window] = []
         self._runtime_events: list[MeterEvent] = []
         self._sessions_opened = 0
+        #: Called with every event the meter logs at run time (``simulators.push`` pushes from here).
+        self._on_event: Callable[[SimulatedMeter, MeterEvent], None] | None = None
 
     # --- state that others (tests, the concentrator) may read ------------------------------------------------
 
@@ -575,9 +578,26 @@ class SimulatedMeter:
     # --- what sessions change ------------------------------------------------------------------------------------
 
     def _log(self, when: datetime, code: EventCode) -> None:
-        self._runtime_events.append(MeterEvent(when, code))
+        event = MeterEvent(when, code)
+        self._runtime_events.append(event)
         if len(self._runtime_events) > _RUNTIME_EVENTS_KEPT:
             del self._runtime_events[: len(self._runtime_events) - _RUNTIME_EVENTS_KEPT]
+        if self._on_event is not None:
+            self._on_event(self, event)
+
+    def record_event(self, code: EventCode, when: datetime | None = None) -> MeterEvent:
+        """Something happened at the meter now (a cover opened, a power cut): logged, and pushed if set up."""
+        moment = self._clock.now() if when is None else when
+        self._log(moment, code)
+        return MeterEvent(moment, code)
+
+    @property
+    def on_event(self) -> Callable[[SimulatedMeter, MeterEvent], None] | None:
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, hook: Callable[[SimulatedMeter, MeterEvent], None] | None) -> None:
+        self._on_event = hook
 
     def set_time(self, new_time: datetime) -> None:
         """A client set the clock: log the old and the new time (IDIS codes 4 and 5)."""

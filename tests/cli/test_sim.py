@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--base-port", "65535", "--concentrators", "2"], "do not fit"),
         (["--epoch", "yesterday"], "not 'now' nor an ISO 8601 instant"),
         (["--epoch", "2026-01-01T00:00"], "needs a time zone"),
+        (["--push-to", "nowhere"], "is not HOST:PORT"),
+        (["--push-to", "127.0.0.1:70000"], "is not HOST:PORT"),
+        (["--tamper-every", "0"], "must be a positive number"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -110,3 +113,38 @@ def test_epoch_sets_the_field_time_in_the_manifest() -> None:
     assert _parse_epoch("2026-11-22T10:00Z") == datetime(2026, 11, 22, 10, tzinfo=UTC)
     now = _parse_epoch("now")
     assert abs((datetime.now(UTC) - now).total_seconds()) < 5
+
+
+def test_fleet_subprocess_pushes_tamper_events_to_the_push_destination(tmp_path: Path) -> None:
+    """--push-to with --tamper-every: cover openings arrive as wrapper PDUs at the destination."""
+    from protocols.wrapper import WrapperFrame
+
+    received: list[bytes] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        server.settimeout(20.0)
+        port = server.getsockname()[1]
+        manifest = tmp_path / "m.json"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "sim", "fleet", "--concentrators", "1", "--meters-per-dc", "1",
+             "--p2p", "1", "--seed", "7", "--manifest", str(manifest), "--push-to", f"127.0.0.1:{port}",
+             "--tamper-every", "0.3"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            while len(received) < 2:
+                connection, _ = server.accept()
+                with connection:
+                    connection.settimeout(10.0)
+                    data = b""
+                    while chunk := connection.recv(4096):
+                        data += chunk
+                received.append(data)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    frames = [WrapperFrame.decode(data)[0] for data in received]
+    assert all(frame.destination == 1 and frame.apdu for frame in frames)
+    assert output.count("logged a meter cover opening") >= 2

@@ -1,0 +1,435 @@
+"""The push listener of ``hes run``: DataNotification and EventNotification from meters and DCs, stored as events.
+
+Over TCP, wrapper PDUs (IEC 62056-47), one or many per connection. For each APDU:
+
+1. The sender. A general-glo-ciphering APDU names it by its system title (the meter's, also when
+   a DC forwards the push unchanged); it is deciphered with that meter's keys from the registry,
+   must be authenticated, and its invocation counter must be above the last one received from it
+   for pushes (kept per meter under client SAP ``PUSH_COUNTER_SAP``: a replayed push is refused).
+   A plain DataNotification names the meter by its first element (the logical device name: the
+   serial). A plain EventNotification carries no identity: it is attributed by the sender's IP
+   address when exactly one point-to-point meter has that address, or through the DC at that
+   address by the source wPort (the meter's logical device there); otherwise it is refused.
+   A plain push from a meter whose security is HLS-GMAC is refused: it could be forged.
+2. The content. EventNotification on an event code object (1, 0.0.96.11.E.255, 2): one event of
+   log 0.0.99.98.E.255. On the alarm register (0.0.97.98.0.255): one event per set bit (log
+   0.0.97.98.0.255, code = bit). DataNotification: the alarm register word in its structure.
+3. Storage: events stored once each (``hes.db.readings.store_events``) and their MQTT messages
+   queued in the same transaction; with ``HES_DISCONNECT_ON_TAMPER``, a tamper event orders a
+   disconnect (audited as ``policy:disconnect-on-tamper``).
+
+Anything malformed, unknown or unauthentic is logged with the sender (address and wPort) and
+dropped; the listener keeps serving. Database work runs in a thread so pushes never stall the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+
+from hes.daemon import DaemonContext
+from hes.db.counters import counter_state, record_received
+from hes.db.engine import StorageError, session_factory, storage_errors
+from hes.db.models import Concentrator, Meter, utcnow
+from hes.db.readings import EventRow, store_events
+from hes.db.stored import correlation
+from hes.events.alarm_register import ALARM_REGISTER, decode_alarm_register
+from hes.events.catalog import Catalog, EventDefinition, load_catalog
+from hes.events.outbox import event_messages, install, queue
+from hes.registry import Registry
+from protocols.axdr import Data, DataTag
+from protocols.cosem_datetime import CosemDateTime
+from protocols.errors import DlmsError, SecurityError
+from protocols.obis import ObisCode
+from protocols.security import CipheredApduTag, GeneralGloCiphering, decipher, read_security_header
+from protocols.wrapper import ApduReceived, ConnectionClosed, WrapperConnection, WrapperError
+from protocols.xdlms.notification import DataNotification, EventNotificationRequest
+
+__all__ = [
+    "PUSH_COUNTER_SAP",
+    "REPLAY_WINDOW",
+    "PushComponent",
+    "PushHandler",
+    "PushListener",
+    "PushOutcome",
+    "PushRejected",
+    "component",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Pushes' invocation counters are tracked per meter under this client SAP (the IDIS push client).
+PUSH_COUNTER_SAP = 0x66
+_DATA_NOTIFICATION = 0x0F
+_EVENT_NOTIFICATION = 0xC2
+_MAX_PDU = 64 * 1024
+#: How far below the highest invocation counter received a late push is still taken (once).
+REPLAY_WINDOW = 64
+#: Replay windows kept in memory (the meters that pushed most recently).
+_WINDOWS_KEPT = 100_000
+_IDLE_SECONDS = 30.0
+#: Who the audit trail names for orders of the disconnect-on-tamper policy.
+_POLICY_USER = "policy:disconnect-on-tamper"
+
+
+class PushRejected(DlmsError):
+    """A push that cannot be attributed, authenticated or understood: logged with its sender and dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    meter_id: int
+    serial: str
+    concentrator: str | None
+    policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    """What became of one push: the meter, the events it carried (with their definitions), how many were new."""
+
+    serial: str
+    events: tuple[tuple[EventRow, EventDefinition], ...]
+    stored: int
+    ciphered: bool
+
+    @property
+    def tamper(self) -> bool:
+        return any(definition.tamper for _, definition in self.events)
+
+
+def _integer(data: Data, what: str) -> int:
+    if data.tag in (DataTag.BOOLEAN, DataTag.FLOAT32, DataTag.FLOAT64) or not isinstance(data.value, int):
+        raise PushRejected(f"{what}: expected an integer, got {DataTag(data.tag).name.lower()}")
+    return int(data.value)
+
+
+def _time(stamp: CosemDateTime | None, received: datetime) -> datetime:
+    if stamp is None:
+        return received
+    moment = stamp.to_datetime()
+    return received if moment is None else moment.astimezone(UTC)
+
+
+class PushHandler:
+    """Turns one pushed APDU into stored events (see the module docstring); no I/O but the database."""
+
+    def __init__(self, registry: Registry, *, catalog: Catalog | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.registry = registry
+        self.catalog = catalog or load_catalog()
+        self.clock = clock
+        self._sessions = session_factory(registry.engine)
+        # Handled in worker threads: a meter's replay window is checked under one of a few striped locks,
+        # and the most recent windows are kept in LRU order (bounded memory for a million meters).
+        self._lock = threading.Lock()
+        self._locks = tuple(threading.Lock() for _ in range(64))
+        self._windows: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()
+
+    # --- who sent it -------------------------------------------------------------------------------------
+
+    def _meter(self, condition: ColumnElement[bool], what: str) -> _Sender:
+        with storage_errors(self.registry.engine), self._sessions() as session:
+            rows = list(session.execute(
+                select(Meter.id, Meter.serial, Meter.concentrator_id, Meter.security_policy, Meter.state)
+                .where(condition)
+                .limit(2)))
+        if not rows:
+            raise PushRejected(f"unknown sender: no meter with {what}")
+        if len(rows) > 1:
+            raise PushRejected(f"ambiguous sender: several meters with {what}")
+        ident, serial, dc, policy, state = rows[0]
+        if state == "decommissioned":
+            raise PushRejected(f"meter {serial} is decommissioned: its pushes are not taken")
+        return _Sender(ident, serial, dc, policy)
+
+    def _by_address(self, host: str, source_wport: int) -> _Sender:
+        with storage_errors(self.registry.engine), self._sessions() as session:
+            dcs = list(session.scalars(select(Concentrator.id).where(Concentrator.host == host)))
+        if len(dcs) > 1:
+            raise PushRejected(f"ambiguous sender: {len(dcs)} concentrators at {host}, and the push names no meter")
+        if dcs:
+            try:
+                return self._meter((Meter.concentrator_id == dcs[0]) & (Meter.logical_device == source_wport),
+                                   f"wPort {source_wport} at concentrator {dcs[0]}")
+            except PushRejected:
+                pass  # not one of that DC's meters: maybe a point-to-point meter at the same address
+        return self._meter((Meter.host == host) & Meter.concentrator_id.is_(None),
+                           f"address {host} (a plain EventNotification names no meter)")
+
+    # --- the APDU ----------------------------------------------------------------------------------------
+
+    def _open(self, apdu: bytes) -> tuple[_Sender, bytes]:
+        envelope = GeneralGloCiphering.decode(apdu)
+        title = bytes(envelope.system_title)
+        sender = self._meter(Meter.system_title == title, f"system title {title.hex()}")
+        security = self.registry.target_for(sender.serial).security
+        if security.ek is None or security.ak is None:
+            raise PushRejected(f"meter {sender.serial} has no keys to decipher its push")
+        header = read_security_header(envelope.content)
+        if not header.security_control.authenticated:
+            raise PushRejected(f"meter {sender.serial}: push not authenticated (security control "
+                               f"0x{int(header.security_control):02x})")
+        try:
+            plain = decipher(envelope.content, system_title=title, encryption_key=security.ek,
+                             authentication_key=security.ak)
+        except SecurityError as exc:
+            raise PushRejected(
+                f"meter {sender.serial}: push fails authentication ({exc}): wrong keys or forged") from None
+        self._check_replay(sender.serial, header.invocation_counter)
+        return sender, plain
+
+    def _check_replay(self, serial: str, counter: int) -> None:
+        """Accept each invocation counter once: above the highest one received, or late but within the window.
+
+        Pushes of one meter arrive on separate connections and may be taken out of order, so a
+        counter a little below the highest one is accepted once, as anti-replay windows do: per
+        meter, the highest counter and a bitmask of the ``REPLAY_WINDOW`` below it. The highest
+        is also stored (``invocation_counters``); a meter this process has not seen lately (after a
+        restart, or evicted from the ``_WINDOWS_KEPT`` most recent) starts strict: only counters
+        above the stored one pass.
+        """
+        lock = self._locks[hash(serial) % len(self._locks)]
+        with lock:  # one meter at a time; other meters' pushes go on meanwhile
+            window = self._windows.pop(serial, None)
+            if window is None:
+                state = counter_state(self.registry.engine, serial, PUSH_COUNTER_SAP)
+                last = None if state is None else state[1]
+                window = (-1, 0) if last is None else (last, (1 << REPLAY_WINDOW) - 1)
+            high, seen = window
+            if counter > high:
+                seen = ((seen << (counter - high)) | 1) & ((1 << REPLAY_WINDOW) - 1)
+                high = counter
+                record_received(self.registry.engine, serial, PUSH_COUNTER_SAP, counter)
+            elif high - counter >= REPLAY_WINDOW or seen >> (high - counter) & 1:
+                self._keep(serial, (high, seen))
+                raise PushRejected(f"meter {serial}: replayed push (invocation counter {counter}, highest received "
+                                   f"{high})")
+            else:
+                seen |= 1 << (high - counter)
+            self._keep(serial, (high, seen))
+
+    def _keep(self, serial: str, window: tuple[int, int]) -> None:
+        with self._lock:
+            self._windows[serial] = window
+            while len(self._windows) > _WINDOWS_KEPT:
+                self._windows.popitem(last=False)
+
+    def handle(self, apdu: bytes, host: str, source_wport: int) -> PushOutcome:
+        """Store what ``apdu`` reports; ``PushRejected``/``DecodeError``/``StorageError`` say why it was dropped."""
+        if not apdu:
+            raise PushRejected("empty APDU")
+        received = self.clock()
+        ciphered = apdu[0] == CipheredApduTag.GENERAL_GLO_CIPHERING
+        sender: _Sender | None = None
+        if ciphered:
+            sender, apdu = self._open(apdu)
+        elif apdu[0] not in (_DATA_NOTIFICATION, _EVENT_NOTIFICATION):
+            raise PushRejected(f"APDU 0x{apdu[0]:02x} is not a DataNotification, EventNotification or "
+                               f"general-glo-ciphering")
+        if not apdu or apdu[0] not in (_DATA_NOTIFICATION, _EVENT_NOTIFICATION):
+            raise PushRejected("the deciphered APDU is not a DataNotification or EventNotification")
+        found: list[tuple[ObisCode, int, datetime]] = []  # (log OBIS, code, time)
+        if apdu[0] == _EVENT_NOTIFICATION:
+            notification = EventNotificationRequest.decode(apdu)
+            if sender is None:
+                sender = self._by_address(host, source_wport)
+            found = self._event_notification(notification, received)
+        else:
+            data = DataNotification.decode(apdu)
+            sender, found = self._data_notification(data, sender, received)
+        if not ciphered and sender.policy == "hls-gmac":
+            raise PushRejected(f"meter {sender.serial} ciphers its traffic (HLS-GMAC) but this push is plain: "
+                               f"refused as possibly forged")
+        events = tuple(self._grade(sender, log, code, when) for log, code, when in found)
+        rows = [row for row, _ in events]
+        with correlation(f"push:{sender.serial}"), storage_errors(self.registry.engine), \
+                self.registry.engine.begin() as connection:
+            stored = store_events(connection, rows)
+            queue(connection, event_messages(connection, rows, source="push", catalog=self.catalog))
+        return PushOutcome(sender.serial, events, stored, ciphered)
+
+    def _grade(self, sender: _Sender, log: ObisCode, code: int, when: datetime) -> tuple[EventRow, EventDefinition]:
+        definition = self.catalog.lookup_obis(str(log), code)
+        return EventRow(sender.meter_id, str(log), code, when, definition.name), definition
+
+    def _event_notification(self, notification: EventNotificationRequest,
+                            received: datetime) -> list[tuple[ObisCode, int, datetime]]:
+        d = notification.attribute_descriptor
+        obis = d.instance_id
+        when = _time(notification.time, received)
+        value = notification.value()
+        if obis == ALARM_REGISTER and d.attribute_id == 2:
+            return self._alarm_events(_integer(value, "alarm register"), when)
+        if d.class_id == 1 and d.attribute_id == 2 and (obis.a, obis.b, obis.c, obis.d, obis.f) == (0, 0, 96, 11, 255):
+            log = ObisCode(0, 0, 99, 98, obis.e, 255)
+            return [(log, _integer(value, f"event code of {obis}"), when)]
+        raise PushRejected(f"EventNotification on {d.class_id}/{obis}/{d.attribute_id}: not an event code object "
+                           f"or the alarm register")
+
+    def _alarm_events(self, word: int, when: datetime) -> list[tuple[ObisCode, int, datetime]]:
+        if not 0 <= word <= 0xFFFFFFFF:
+            raise PushRejected(f"alarm register value {word} does not fit 32 bits")
+        return [(ALARM_REGISTER, d.code, when) for d in decode_alarm_register(word, self.catalog)]
+
+    def _data_notification(self, notification: DataNotification, sender: _Sender | None,
+                           received: datetime) -> tuple[_Sender, list[tuple[ObisCode, int, datetime]]]:
+        body = notification.value()
+        if body.tag != DataTag.STRUCTURE or not isinstance(body.value, list | tuple) or len(body.value) < 2:
+            raise PushRejected("DataNotification body is not a structure (logical device name, alarm register)")
+        name, *rest = body.value
+        if sender is None:
+            if name.tag not in (DataTag.OCTET_STRING, DataTag.VISIBLE_STRING):
+                raise PushRejected("DataNotification names no device (first element is not a string)")
+            raw = name.value
+            serial = raw.decode("ascii", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+            sender = self._meter(Meter.serial == serial.strip(), f"serial {serial.strip()!r}")
+        words = [item for item in rest if item.tag == DataTag.DOUBLE_LONG_UNSIGNED]
+        if not words:
+            raise PushRejected("DataNotification carries no alarm register (double-long-unsigned)")
+        return sender, self._alarm_events(_integer(words[0], "alarm register"), _time(notification.date_time,
+                                                                                       received))
+
+
+@dataclass
+class PushListener:
+    """An asyncio TCP server of wrapper PDUs in front of a ``PushHandler``; counts what it took and dropped."""
+
+    handler: PushHandler
+    host: str = "127.0.0.1"
+    port: int = 0
+    idle_timeout: float = _IDLE_SECONDS
+    on_outcome: Callable[[PushOutcome], Coroutine[Any, Any, None]] | None = None
+    accepted: int = 0
+    rejected: int = 0
+    _server: asyncio.Server | None = field(default=None, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+
+    @property
+    def bound_port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the push listener is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        logger.info("push listener on %s:%d", self.host, self.bound_port)
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5.0)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _drop(self, sender: str, reason: str) -> None:
+        self.rejected += 1
+        logger.warning("push from %s dropped: %s", sender, reason)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        where = f"{host}:{peer[1]}" if isinstance(peer, tuple) else host
+        connection = WrapperConnection(1, 1)
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(_MAX_PDU), self.idle_timeout)
+                except TimeoutError:
+                    self._drop(where, f"silent for {self.idle_timeout:g} s; connection closed")
+                    return
+                for event in connection.receive_data(data):
+                    if isinstance(event, ApduReceived):
+                        await self._apdu(event, host, f"{where} wPort {event.source}")
+                    elif isinstance(event, WrapperError):
+                        self._drop(where, f"not a wrapper stream: {event.reason} (at byte {event.offset})")
+                        return
+                    elif isinstance(event, ConnectionClosed):
+                        if event.pending:
+                            self._drop(where, f"closed in the middle of a wrapper PDU ({event.pending} bytes)")
+                        return
+                if not data:
+                    return
+        except (ConnectionError, OSError) as exc:
+            logger.info("push connection from %s lost: %s", where, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: never let it take the listener down
+            logger.exception("push from %s: unexpected error %s: %s", where, type(exc).__name__, exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _apdu(self, event: ApduReceived, host: str, sender: str) -> None:
+        try:
+            outcome = await asyncio.to_thread(self.handler.handle, event.apdu, host, event.source)
+        except StorageError as exc:
+            self._drop(sender, f"not stored: {exc}")
+            return
+        except DlmsError as exc:
+            head = f" (APDU {event.apdu[:16].hex()}{'...' if len(event.apdu) > 16 else ''})" if event.apdu else ""
+            self._drop(sender, f"{exc}{head}")
+            return
+        except (ValueError, IndexError) as exc:  # a decoder that let one through: still a bad push
+            self._drop(sender, f"malformed: {type(exc).__name__}: {exc}")
+            return
+        self.accepted += 1
+        names = ", ".join(f"{d.name} ({d.criticality.label})" for _, d in outcome.events) or "nothing"
+        logger.info("push from %s: meter %s: %s; %d new", sender, outcome.serial, names, outcome.stored)
+        if self.on_outcome is not None:
+            task = asyncio.create_task(self.on_outcome(outcome), name=f"push-outcome-{outcome.serial}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+def tamper_policy(registry: Registry) -> Callable[[PushOutcome], Coroutine[Any, Any, None]]:
+    """The disconnect-on-tamper policy: a pushed tamper event orders the meter's disconnection."""
+    from hes.commands import Commands
+
+    async def act(outcome: PushOutcome) -> None:
+        if not outcome.tamper:
+            return
+        names = ", ".join(d.name for _, d in outcome.events if d.tamper)
+        logger.warning("meter %s: %s; disconnect-on-tamper policy disconnects it", outcome.serial, names)
+        result = await Commands(registry, who=_POLICY_USER).disconnect(outcome.serial)
+        logger.warning("meter %s: policy disconnect %s %s", outcome.serial, result.order_number, result.state)
+
+    return act
+
+
+class PushComponent:
+    """``hes run``'s push listener: listens on ``HES_PUSH_LISTEN`` until stopped."""
+
+    name = "push-listener"
+
+    async def run(self, context: DaemonContext) -> None:
+        install()
+        settings = context.settings
+        catalog = load_catalog(settings.event_table)
+        listener = PushListener(
+            PushHandler(context.registry, catalog=catalog), settings.push_host, settings.push_port,
+            on_outcome=tamper_policy(context.registry) if settings.disconnect_on_tamper else None,
+        )
+        await listener.start()
+        try:
+            await context.stop.wait()
+        finally:
+            await listener.stop()
+
+
+def component() -> PushComponent:
+    return PushComponent()

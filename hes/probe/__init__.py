@@ -1,0 +1,1 @@
+"""The field tool: optical-probe reads (IEC 62056-21 mode E, then HDLC and DLMS), key files, bundles, import."""

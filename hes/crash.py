@@ -5,7 +5,9 @@ an exception, because the tests must see what a power cut or the OOM killer leav
 ``finally``, no flush. Unset in normal use, where a crash point is one environment lookup.
 
 Points: ``command-before-store`` and ``read-before-store`` (after the exchange with the meter,
-before its result and the last counter received are stored).
+before its result and the last counter received are stored); ``n2pload-before-store`` (N2PLoad,
+after the profile was read, before it and the watermark are stored); ``plan-item-before-record``
+(a plan item's data stored, its result not yet recorded by the engine).
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Concentrator, Meter, Order, utcnow
 from hes.db.orders import create_order, finish_order, record_asset_event, record_audit, start_order
 from hes.db.readings import EventRow, IntervalRow, RegisterRow, store_events, store_intervals, store_registers
+from hes.db.stored import correlation, current_correlation
+from hes.events.catalog import load_catalog
 from hes.model import CounterReservation, MeterTarget, ViaConcentrator
 from hes.registry import Registry
 from hes.session import (
@@ -81,9 +83,11 @@ __all__ = [
     "REGISTERS",
     "WHATS",
     "ReadRequestError",
+    "Reader",
     "ReadResult",
     "ReadValue",
     "What",
+    "counter_budget",
     "read_meter",
 ]
 
@@ -110,16 +114,6 @@ EVENT_LOGS: tuple[tuple[ObisCode, str], ...] = (
     (ObisCode(0, 0, 99, 98, 1, 255), "fraud"),
     (ObisCode(0, 0, 99, 98, 2, 255), "disconnector"),
 )
-#: IDIS event codes (standard, fraud and disconnector logs) and their names.
-_EVENT_NAMES = {
-    1: "power down", 2: "power up", 3: "daylight saving changed", 4: "clock adjusted (old time)",
-    5: "clock adjusted (new time)", 40: "terminal cover removed", 41: "terminal cover closed",
-    42: "strong DC field detected", 43: "no strong DC field anymore", 44: "meter cover removed",
-    45: "meter cover closed", 49: "decryption or authentication failure", 50: "replay attack",
-    60: "manual disconnection", 61: "manual connection", 62: "remote disconnection", 63: "remote connection",
-    64: "local disconnection", 65: "local reconnection", 66: "limiter threshold exceeded",
-    67: "limiter threshold ok", 68: "limiter threshold changed",
-}
 _NAMES = {obis: name for obis, name in REGISTERS} | {CLOCK: "clock"}
 
 #: Our quality flags on stored interval values (bitmask).
@@ -269,7 +263,7 @@ def _retry_hint(retryable: bool) -> str:
 # --- reading the meter -----------------------------------------------------------------------------------
 
 
-class _Reader:
+class Reader:
     """The GETs of one read and the rows they give; raises the stack's typed errors."""
 
     def __init__(self, session: MeterSession, meter_id: int, hes_clock: Callable[[], datetime],
@@ -449,6 +443,7 @@ class _Reader:
 
     async def events(self, start: datetime, end: datetime) -> None:
         read = 0
+        catalog = load_catalog()
         for log, log_name in EVENT_LOGS:
             try:
                 columns, _, rows, _ = await self._buffer(log, start, end, exclusive_start=False, scalers=False)
@@ -468,7 +463,8 @@ class _Reader:
                     self.out.observations.append(f"partial data: a {log_name} event without time or code skipped")
                     continue
                 at = row.time.astimezone(UTC)
-                name = _EVENT_NAMES.get(code, f"event {code}")
+                # Named (and graded, for the event bus) by the configurable event table.
+                name = catalog.lookup_obis(str(log), code).name
                 self.out.events.append(EventRow(self.meter_id, str(log), code, at, name))
                 self.out.values.append(ReadValue("event", at, _deviation_of(row.time), str(log),
                                                  f"{log_name}: {name}", code))
@@ -480,7 +476,7 @@ class _Reader:
 # --- the use case ------------------------------------------------------------------------------------------
 
 
-def _counter_budget(what: What, start: datetime | None, end: datetime | None) -> int:
+def counter_budget(what: What, start: datetime | None, end: datetime | None) -> int:
     """Invocation counters for one session: association, HLS reply, release, every request and block."""
     base = 8  # AARQ, the HLS reply, RLRQ and slack for a repeated request
     if what == "clock":
@@ -646,7 +642,7 @@ async def read_meter(
         async with open_session(target, reservation, limits=limits, timeouts=timeouts, connect=connect) as ms:
             associated = True
             try:
-                reader = _Reader(ms, meter_id, clock, clock_tolerance)
+                reader = Reader(ms, meter_id, clock, clock_tolerance)
                 if kind == "clock":
                     await reader.clock()
                 elif kind == "registers":
@@ -677,7 +673,8 @@ async def read_meter(
         db.set_concentrator_contact(dc_id, True, clock())
     state: State = "WARN" if outcome.observations else "EXE"
     observations = "; ".join(outcome.observations) or None
-    with storage_errors(db.engine), sessions() as s, s.begin():
+    # What this read stores is correlated (CIM's CorrelationID) with the plan run around it, else with its order.
+    with storage_errors(db.engine), sessions() as s, s.begin(), correlation(current_correlation() or order_number):
         stored = store_intervals(s, outcome.intervals) + store_registers(s, outcome.registers) \
             + store_events(s, outcome.events)
         row = s.get(Order, order_id)
@@ -704,5 +701,5 @@ def _reserve(db: Registry, target: MeterTarget, what: What, start: datetime | No
     if security.policy != "hls-gmac":
         # No ciphering, no invocation counters on the wire: nothing to persist.
         return CounterReservation(start=1, limit=2**32), None, client_sap
-    return reserve_counters(db.engine, device, client_sap, _counter_budget(what, start, end)), device, client_sap
+    return reserve_counters(db.engine, device, client_sap, counter_budget(what, start, end)), device, client_sap
 

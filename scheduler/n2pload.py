@@ -1,0 +1,758 @@
+"""N2PLoad executors: collect each meter's load profile and daily values after its watermark, idempotently.
+
+``collect_profile`` and ``collect_daily`` follow ``scheduler.contract.Executor``: the engine hands
+them one work item (one meter, one command) and records the ``ItemOutcome`` they return.
+
+For a meter behind a data concentrator (DC) the read is "concentrated": an association with the
+DC's logical device for that meter (the DC's security), answered from what the DC collected on its
+own schedule. A point-to-point meter is read directly. Each read is one session: association, a GET
+of the profile's buffer with a range selective access (watermark, end], release. The profile's
+capture objects, capture period and the registers' scalers are read once and kept with the
+watermark (``shape``), read again when a buffer no longer matches them.
+
+What the answer does to the database, in ONE transaction (so a crash leaves either all or nothing):
+
+- the rows are stored through ``hes.db.readings`` (idempotent: a row stored twice is stored once);
+- the watermark moves over the contiguous prefix of what came back: a gap inside the returned data
+  stops it before the gap, the gap is recorded (``collection_gaps``) and the first interval after
+  it carries ``QUALITY_AFTER_GAP``; the next pass asks from the watermark again, so the gap is
+  asked for again. A gap still missing after ``GAP_GIVE_UP_ATTEMPTS`` passes is declared lost and
+  the watermark moves over it (WARN says so: the data may still be read locally);
+- the meter's reachability as collection sees it (``meter_collection``), the DC's last contact.
+
+Outcomes: EXE (new data, nothing to remark), WARN (new data with observations: gaps, status flags,
+undated rows; or the DC returned nothing newer than the watermark, i.e. it did not reach the meter:
+the meter's reachability is recorded), FAIL (the session failed; ``retryable`` from the typed
+error; a DC that cannot be reached at all gives ``concentrator_unreachable``). No order or audit
+row per read: the engine records each item's result, and N2PLoad runs for every meter every pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.orm import Session
+
+from hes.crash import crash_point
+from hes.db.counters import COUNTER_LIMIT, CounterExhausted, reserve_counters
+from hes.db.engine import StorageError, storage_errors
+from hes.db.models import IntervalValue, Meter
+from hes.db.readings import IntervalRow, RegisterRow, store_intervals, store_registers
+from hes.model import CounterReservation, MeterSecurity, MeterTarget, ViaConcentrator
+from hes.reads import (
+    DAILY_VALUES,
+    LOAD_PROFILE,
+    QUALITY_STATUS_FLAGGED,
+    QUALITY_TIME_FILLED,
+    _deviation_of,
+    _failure,
+    _integer,
+    _range_value,
+    counter_budget,
+)
+from hes.session import AttributeRef, MeterSession, open_session
+from protocols.axdr import Data, DataTag
+from protocols.cosem import CaptureObjectDefinition, ProfileColumn, ScalerUnit, parse_profile_buffer
+from protocols.cosem.profile import ColumnRole, ProfileRow
+from protocols.errors import DecodeError, DlmsError, ProtocolError, SecurityError, ServiceError, TransportError
+from protocols.obis import ObisCode
+from protocols.xdlms.selective_access import RangeDescriptor
+from scheduler.collection_models import CollectionGap
+from scheduler.contract import ExecutionContext, ItemOutcome, WorkItem
+
+__all__ = [
+    "DEFAULT_LOOKBACK",
+    "GAP_GIVE_UP_ATTEMPTS",
+    "MAX_SPAN",
+    "QUALITY_AFTER_GAP",
+    "PassMeter",
+    "collect_daily",
+    "collect_profile",
+    "pass_meters",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Quality flag (bitmask, beside ``hes.reads.QUALITY_*``): the intervals just before this one were
+#: missing from what the field returned when it was collected. Cleared once the gap is filled.
+QUALITY_AFTER_GAP = 0x04
+#: A meter's first collection (no watermark, no start in the work item) starts at its registration,
+#: or this long before now when that is earlier.
+DEFAULT_LOOKBACK = timedelta(days=1)
+#: The most one read asks for (a backlog longer than this is collected over several passes).
+MAX_SPAN = timedelta(days=31)
+#: Passes that ask for a gap before it is declared lost and the watermark moves over it.
+GAP_GIVE_UP_ATTEMPTS = 6
+
+_ONE_SECOND = timedelta(seconds=1)
+_DEFAULT_PERIOD = 900
+#: The instant of the last contact this process recorded per DC (to write it once per instant).
+_dc_contacts: dict[str, tuple[Engine, datetime]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class PassMeter:
+    """A meter an N2PLoad pass collects: what a ``WorkItem`` needs about it."""
+
+    meter_id: int
+    serial: str
+    concentrator_id: str | None
+
+
+def pass_meters(engine: Engine, *, concentrator: str | None = None) -> list[PassMeter]:
+    """The commissioned meters of a pass (of one DC, or all), grouped by DC, then point-to-point ones."""
+    query = select(Meter.id, Meter.serial, Meter.concentrator_id).where(Meter.state == "commissioned")
+    if concentrator is not None:
+        query = query.where(Meter.concentrator_id == concentrator)
+    with storage_errors(engine), Session(engine) as session:
+        rows = session.execute(query).all()
+    meters = [PassMeter(int(ident), serial, dc) for ident, serial, dc in rows]
+    meters.sort(key=lambda m: (m.concentrator_id is None, m.concentrator_id or "", m.serial))
+    return meters
+
+
+# --- what is read, and how it is kept ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    obis: ObisCode
+    command: Literal["profile", "daily"]
+    name: str
+
+
+_PROFILE = _Kind(LOAD_PROFILE, "profile", "load profile")
+_DAILY = _Kind(DAILY_VALUES, "daily", "daily values")
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A profile's columns (with scalers), capture period, and the clock column to restrict ranges on."""
+
+    columns: tuple[ProfileColumn, ...]
+    period: int
+    clock: CaptureObjectDefinition
+
+    @property
+    def plain(self) -> list[ProfileColumn]:
+        # Parsed without scalers: storage keeps the raw value and its scaler.
+        return [replace(c, scaler_unit=None) for c in self.columns]
+
+    def encode(self) -> str:
+        return json.dumps({"period": self.period, "columns": [
+            [c.capture.class_id, str(c.capture.logical_name), c.capture.attribute_index, c.capture.data_index,
+             None if c.scaler_unit is None else [c.scaler_unit.scaler, int(c.scaler_unit.unit)]]
+            for c in self.columns]}, separators=(",", ":"))
+
+
+_decoded_shapes: dict[str, tuple[_Shape, list[ProfileColumn]]] = {}
+
+
+def _decode_shape(text: str | None) -> tuple[_Shape, list[ProfileColumn]] | None:
+    """The shape kept with a watermark (interned: a fleet has few distinct shapes), None if unusable."""
+    if text is None:
+        return None
+    known = _decoded_shapes.get(text)
+    if known is not None:
+        return known
+    try:
+        data = json.loads(text)
+        columns = []
+        for class_id, obis, attribute, index, su in data["columns"]:
+            capture = CaptureObjectDefinition(int(class_id), ObisCode.parse(obis), int(attribute), int(index))
+            column = ProfileColumn.of(capture, None if su is None else ScalerUnit(int(su[0]), int(su[1])))
+            columns.append(column)
+        clocks = [c.capture for c in columns if c.role is ColumnRole.CLOCK]
+        shape = _Shape(tuple(columns), int(data["period"]), clocks[0])
+    except (ValueError, KeyError, TypeError, IndexError, DlmsError):
+        return None
+    if len(_decoded_shapes) > 10_000:
+        _decoded_shapes.clear()
+    entry = _decoded_shapes[text] = (shape, shape.plain)
+    return entry
+
+
+async def _read_shape(session: MeterSession, obis: ObisCode) -> _Shape:
+    """Capture objects, capture period and the scalers of the captured registers, from the device."""
+    capture, period_data = await session.get_many([AttributeRef(7, obis, 3), AttributeRef(7, obis, 4)])
+    if isinstance(capture, ServiceError):
+        raise capture
+    if capture.tag != DataTag.ARRAY:
+        raise DecodeError(f"{obis} capture objects: expected an array")
+    definitions = [CaptureObjectDefinition.from_data(item) for item in capture.value]
+    period = 0 if isinstance(period_data, ServiceError) else _integer(period_data, f"{obis} capture period")
+    clocks = [d for d in definitions if d.class_id == 8 and d.attribute_index == 2]
+    if not clocks:
+        raise ProtocolError(f"{obis} captures no clock: it cannot be read by time range")
+    wanted = [(i, d) for i, d in enumerate(definitions) if d.class_id in (3, 4) and d.attribute_index == 2]
+    units: dict[int, ScalerUnit] = {}
+    if wanted:
+        answers = await session.get_many([AttributeRef(d.class_id, d.logical_name, 3) for _, d in wanted])
+        for (i, _), answer in zip(wanted, answers):
+            if isinstance(answer, Data):
+                units[i] = ScalerUnit.from_data(answer)
+    columns = tuple(ProfileColumn.of(d, units.get(i)) for i, d in enumerate(definitions))
+    return _Shape(columns, period, clocks[0])
+
+
+# --- one meter's collection ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Plan:
+    meter_id: int
+    serial: str
+    dc_id: str | None
+    start: datetime
+    end: datetime
+    first: bool
+    shape_text: str | None
+    open_gaps: list[tuple[int, datetime, datetime, int, int]]  # id, first, last, missing, attempts
+    lost_gaps: set[datetime]
+    received_key: str
+    received_sap: int
+    last_received: int | None
+
+
+@dataclass(slots=True)
+class _Progress:
+    associated: bool = False
+
+
+@dataclass(slots=True)
+class _Read:
+    rows: list[ProfileRow]
+    shape: _Shape
+    shape_changed: bool
+    used: int | None
+    received: int | None
+
+
+class _Refused(Exception):
+    """A check failed before anything was contacted: the FAIL reason (internal)."""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _periods(span: timedelta, seconds: int) -> int:
+    """How many capture periods ``span`` is, to the nearest whole one."""
+    return (int(span.total_seconds()) + seconds // 2) // seconds
+
+
+# Driver-level SQL (one string per statement, ``?`` placeholders; ``%s`` on PostgreSQL): compiling
+# SQLAlchemy statements per meter costs more than the database work, as ``hes.db.readings`` found.
+_PLAN_SQL = (
+    "SELECT m.id, m.serial, m.state, m.concentrator_id, m.logical_device, m.dc_physical_address, m.host, "
+    "m.serial_device, m.client_sap, m.created_at, w.collected_until, w.shape, w.period_seconds, c.id, c.host, "
+    "c.port, c.client_sap, c.wport, c.network_id, c.updated_at, "
+    "(SELECT COUNT(*) FROM collection_gaps g WHERE g.meter_id = m.id AND g.profile_obis = ? "
+    "AND g.state IN ('open', 'lost')) "
+    "FROM meters m LEFT JOIN collection_watermarks w ON w.meter_id = m.id AND w.profile_obis = ? "
+    "LEFT JOIN concentrators c ON c.id = m.concentrator_id WHERE m.id = ?"
+)
+_GAPS_SQL = ("SELECT id, first_missing, last_missing, missing, attempts, state FROM collection_gaps "
+             "WHERE meter_id = ? AND profile_obis = ? AND state IN ('open', 'lost')")
+_RECEIVED_SQL = "SELECT last_received FROM invocation_counters WHERE device = ? AND client_sap = ?"
+_WATERMARK_SQL = (
+    "INSERT INTO collection_watermarks (meter_id, profile_obis, collected_until, period_seconds, shape, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, profile_obis) DO UPDATE SET "
+    "collected_until = CASE WHEN collection_watermarks.collected_until < excluded.collected_until "
+    "THEN excluded.collected_until ELSE collection_watermarks.collected_until END, "
+    "period_seconds = COALESCE(excluded.period_seconds, collection_watermarks.period_seconds), "
+    "shape = COALESCE(excluded.shape, collection_watermarks.shape), updated_at = excluded.updated_at"
+)
+_REACHED_SQL = (
+    "INSERT INTO meter_collection (meter_id, reachable, last_contact, last_attempt, unreachable_since, misses, reason) "
+    "VALUES (?, ?, ?, ?, NULL, 0, NULL) ON CONFLICT (meter_id) DO UPDATE SET reachable = excluded.reachable, "
+    "last_contact = excluded.last_contact, last_attempt = excluded.last_attempt, unreachable_since = NULL, "
+    "misses = 0, reason = NULL"
+)
+_MISSED_SQL = (
+    "INSERT INTO meter_collection (meter_id, reachable, last_contact, last_attempt, unreachable_since, misses, reason) "
+    "VALUES (?, ?, NULL, ?, ?, 1, ?) ON CONFLICT (meter_id) DO UPDATE SET reachable = excluded.reachable, "
+    "last_attempt = excluded.last_attempt, "
+    "unreachable_since = COALESCE(meter_collection.unreachable_since, excluded.unreachable_since), "
+    "misses = meter_collection.misses + 1, reason = excluded.reason"
+)
+_ATTEMPT_SQL = (
+    "INSERT INTO meter_collection (meter_id, last_attempt, misses, reason) VALUES (?, ?, 0, ?) "
+    "ON CONFLICT (meter_id) DO UPDATE SET last_attempt = excluded.last_attempt, "
+    "reason = COALESCE(excluded.reason, meter_collection.reason)"
+)
+_RECEIVED_UPSERT_SQL = (
+    "INSERT INTO invocation_counters (device, client_sap, next_counter, last_received, updated_at) "
+    "VALUES (?, ?, 1, ?, ?) ON CONFLICT (device, client_sap) DO UPDATE SET last_received = CASE WHEN "
+    "invocation_counters.last_received IS NULL OR invocation_counters.last_received < excluded.last_received "
+    "THEN excluded.last_received ELSE invocation_counters.last_received END, updated_at = excluded.updated_at"
+)
+#: ``hes.db.counters.reserve_counters``'s statement (minimum 1), driver-level: move ``next_counter`` on by the
+#: count and return the new limit; the row lock (PostgreSQL) or write lock (SQLite) keeps ranges disjoint.
+_RESERVE_SQL = (
+    "INSERT INTO invocation_counters (device, client_sap, next_counter, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (device, client_sap) DO UPDATE SET next_counter = CASE WHEN invocation_counters.next_counter >= 1 "
+    "THEN invocation_counters.next_counter ELSE 1 END + ?, updated_at = excluded.updated_at RETURNING next_counter"
+)
+_DC_CONTACT_SQL = "UPDATE concentrators SET reachable = ?, last_contact = ?, last_attempt = ? WHERE id = ?"
+_DC_ATTEMPT_SQL = "UPDATE concentrators SET reachable = ?, last_attempt = ? WHERE id = ?"
+
+
+def _sql(connection: Connection, statement: str, parameters: Sequence[Any]) -> Any:
+    """Run ``statement`` on the DBAPI cursor of ``connection``, inside its transaction; the cursor, to fetch from.
+
+    Below SQLAlchemy's result objects on purpose: a collection runs about ten of these per meter, and
+    their set-up cost more than the statements themselves.
+    """
+    if connection.dialect.name == "postgresql":
+        statement = statement.replace("?", "%s")
+    cursor = connection.connection.cursor()
+    cursor.execute(statement, tuple(parameters))
+    return cursor
+
+
+def _to_db(connection: Connection, moment: datetime | None) -> Any:
+    """An aware instant as ``UtcDateTime`` stores it: SQLite's DATETIME text of the UTC instant, else as is."""
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds") if connection.dialect.name == "sqlite" else utc
+
+
+def _from_db(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _prepare(context: ExecutionContext, item: WorkItem, kind: _Kind) -> tuple[_Plan, MeterTarget | None,
+                                                                              CounterReservation | None]:
+    """The plan, and for a DC meter its target and counters, in one transaction (the reservation committed)."""
+    engine = context.engine
+    obis = str(kind.obis)
+    with storage_errors(engine), engine.begin() as connection:
+        row = _sql(connection, _PLAN_SQL, (obis, obis, item.meter_id)).fetchone()
+        if row is None:
+            raise _Refused(f"meter {item.serial} is not registered")
+        (meter_id, serial, state, dc_id, logical_device, physical, host, serial_device, client_sap, created,
+         collected_until, shape_text, known_period, dc_row, dc_host, dc_port, dc_sap, dc_wport, dc_network,
+         dc_updated, gap_count) = row
+        if state != "commissioned":
+            raise _Refused(f"meter {serial} is {state}, not commissioned: it is not collected")
+        if dc_id is None and host is None and serial_device is None:
+            raise _Refused(f"meter {serial} is linked to no concentrator and has no direct address")
+        if dc_id is not None and (logical_device is None or physical is None or dc_row is None):
+            raise _Refused(f"meter {serial}: its link to concentrator {dc_id} is incomplete")
+        open_gaps: list[tuple[int, datetime, datetime, int, int]] = []
+        lost_gaps: set[datetime] = set()
+        if gap_count:
+            for ident, first_missing, last_missing, missing, attempts, gap_state in _sql(
+                    connection, _GAPS_SQL, (meter_id, obis)).fetchall():
+                first_at, last_at = _from_db(first_missing), _from_db(last_missing)
+                assert first_at is not None and last_at is not None  # NOT NULL columns
+                if gap_state == "open":
+                    open_gaps.append((int(ident), first_at, last_at, int(missing), int(attempts)))
+                else:
+                    lost_gaps.add(first_at)
+        # A DC keeps one server invocation counter per logical device: the replay floor is per LD.
+        received_key, received_sap = (serial, client_sap) if dc_id is None else (f"{dc_id}#{logical_device}", dc_sap)
+        received = _sql(connection, _RECEIVED_SQL, (received_key, received_sap)).fetchone()
+        last_received = None if received is None else received[0]
+        now = context.now().astimezone(UTC)
+        end = (item.end or now).astimezone(UTC)
+        mark = _from_db(collected_until)
+        if mark is not None:
+            start, first = mark, False
+        else:
+            # Everything since the meter was registered, and at least the last DEFAULT_LOOKBACK: a first
+            # collection that fails (or is never tried, its DC being down) does not let the start slide.
+            registered = _from_db(created) or now
+            start = (item.start or min(registered, end - DEFAULT_LOOKBACK)).astimezone(UTC)
+            first = True
+            if kind is _PROFILE and item.start is None:
+                # Start on an interval boundary, so the first pass sees whole intervals.
+                start -= timedelta(seconds=int(start.timestamp()) % _DEFAULT_PERIOD, microseconds=start.microsecond)
+        end = min(end, start + MAX_SPAN)
+        if not first and known_period and end - start < timedelta(seconds=int(known_period)):
+            # Less than one capture period since the last row: nothing can be new, nothing is asked
+            # (an hourly N2PLoad reads the daily values once a day, not every pass).
+            end = start
+        plan = _Plan(int(meter_id), serial, dc_id, start, end, first, shape_text, open_gaps, lost_gaps,
+                     received_key, int(received_sap), None if last_received is None else int(last_received))
+        if dc_id is None or end <= start:
+            return plan, None, None
+        route = ViaConcentrator(
+            concentrator_id=dc_id, host=dc_host, port=int(dc_port),
+            dc_security=_dc_security(context, dc_id, serial, _from_db(dc_updated)), dc_client_sap=int(dc_sap),
+            management_wport=int(dc_wport), logical_device=int(logical_device), network_id=int(dc_network),
+            physical_address=bytes(physical), mode="concentrated",
+        )
+        # A concentrated read associates with the DC's logical device, with the DC's security: the
+        # meter's own keys are not used (nor decrypted).
+        target = MeterTarget(serial=serial, route=route, security=MeterSecurity(), client_sap=int(client_sap))
+        reservation: CounterReservation | None = None
+        if route.dc_security.policy == "hls-gmac":
+            count = counter_budget(kind.command, start, end)
+            limit = int(_sql(connection, _RESERVE_SQL, (dc_id, int(dc_sap), 1 + count, _to_db(connection, now),
+                                                        count)).fetchone()[0])
+            if limit > COUNTER_LIMIT:
+                raise CounterExhausted(f"invocation counters of {dc_id} (client SAP {dc_sap}) are used up: rekey it")
+            reservation = CounterReservation(start=limit - count, limit=limit, last_received=plan.last_received)
+        else:
+            reservation = CounterReservation(start=1, limit=2**32)
+    return plan, target, reservation
+
+
+#: The DCs' own security, decrypted once per (master key, DC, DC row version): a pass reads hundreds of
+#: meters through one DC. A change of the DC's keys moves ``concentrators.updated_at`` and so the key.
+_dc_securities: dict[tuple[str, datetime | None], tuple[object, Engine, MeterSecurity]] = {}
+
+
+def _dc_security(context: ExecutionContext, dc_id: str, serial: str, version: datetime | None) -> MeterSecurity:
+    registry = context.registry
+    known = _dc_securities.get((dc_id, version))
+    if known is not None and known[0] is registry.master_key and known[1] is registry.engine:
+        return known[2]
+    route = registry.target_for(serial, mode="concentrated").route
+    if not isinstance(route, ViaConcentrator):
+        raise _Refused(f"meter {serial} is no longer behind concentrator {dc_id}")
+    if len(_dc_securities) > 100_000:
+        _dc_securities.clear()
+    _dc_securities[dc_id, version] = (registry.master_key, registry.engine, route.dc_security)
+    return route.dc_security
+
+
+def _reserve(context: ExecutionContext, target: MeterTarget, plan: _Plan, kind: _Kind) -> CounterReservation:
+    """Counters for a point-to-point meter's own association (committed before any is used)."""
+    if target.security.policy != "hls-gmac":
+        return CounterReservation(start=1, limit=2**32)
+    reservation = reserve_counters(context.engine, target.serial, target.client_sap,
+                                   counter_budget(kind.command, plan.start, plan.end))
+    return replace(reservation, last_received=plan.last_received)
+
+
+async def _read(context: ExecutionContext, target: MeterTarget, reservation: CounterReservation, plan: _Plan,
+                kind: _Kind, cached: tuple[_Shape, list[ProfileColumn]] | None, progress: _Progress) -> _Read:
+    used: int | None = None
+    received: int | None = None
+    async with open_session(target, reservation, limits=context.limits, timeouts=context.timeouts,
+                            connect=context.connect) as session:
+        progress.associated = True
+        try:
+            changed = cached is None
+            shape, plain = cached if cached is not None else (await _read_shape(session, kind.obis), None)
+            access = RangeDescriptor(shape.clock, _range_value(plan.start + _ONE_SECOND), _range_value(plan.end))
+            raw = await session.get_raw(7, kind.obis, 2, access)
+            try:
+                rows = parse_profile_buffer(raw, plain or shape.plain, shape.period or None)
+            except DecodeError:
+                if changed:
+                    raise
+                # The kept shape no longer matches the buffer (reconfigured meter): read it again.
+                shape, changed = await _read_shape(session, kind.obis), True
+                rows = parse_profile_buffer(raw, shape.plain, shape.period or None)
+        finally:
+            used, received = session.counters_used, session.last_received
+    return _Read(rows, shape, changed, used, received)
+
+
+async def _collect(context: ExecutionContext, item: WorkItem, kind: _Kind) -> ItemOutcome:
+    engine = context.engine
+    try:
+        plan, target, reservation = _prepare(context, item, kind)
+        if plan.end <= plan.start:
+            return ItemOutcome("EXE")
+        if target is None or reservation is None:
+            target = context.registry.target_for(plan.serial, mode="concentrated")
+            reservation = _reserve(context, target, plan, kind)
+    except _Refused as refused:
+        return ItemOutcome("FAIL", reason=f"{refused} (a retry will not help)")
+    except StorageError:
+        raise
+    except DlmsError as exc:
+        hint = "a retry can help" if exc.retryable else "a retry will not help"
+        return ItemOutcome("FAIL", reason=f"{exc} ({hint})", retryable=exc.retryable)
+
+    progress = _Progress()
+    read: _Read | None = None
+    error: BaseException | None = None
+    cached = _decode_shape(plan.shape_text)
+    async with _device_lock(target):
+        try:
+            read = await _read(context, target, reservation, plan, kind, cached, progress)
+        except (DlmsError, TimeoutError) as exc:
+            error = exc
+    crash_point("n2pload-before-store")
+    now = context.now().astimezone(UTC)
+    if read is None:
+        failure = error or ProtocolError("the read gave no result")
+        return _failed(context, plan, kind, target, failure, progress.associated, now)
+    return _store(engine, context, plan, kind, read, now)
+
+
+def _failed(context: ExecutionContext, plan: _Plan, kind: _Kind, target: MeterTarget, exc: BaseException,
+            associated: bool, now: datetime) -> ItemOutcome:
+    route = target.route
+    dc_down = False
+    if isinstance(route, ViaConcentrator) and not associated and isinstance(exc, TransportError | TimeoutError):
+        # Concentrated reads are answered by the DC itself: no answer before the association is the DC's silence.
+        dc_down = True
+        reason = f"concentrator {route.concentrator_id} is unreachable: {exc} (a retry can help)"
+        retryable = True
+    else:
+        reason, retryable, dc_state = _failure(exc, target, associated)
+        dc_down = dc_state is False
+    if isinstance(route, ViaConcentrator) and isinstance(exc, SecurityError):
+        # Keys changed without the DC row saying so: read them again next time.
+        for key in [k for k in _dc_securities if k[0] == route.concentrator_id]:
+            _dc_securities.pop(key, None)
+    engine = context.engine
+    with storage_errors(engine), engine.begin() as connection:
+        at = _to_db(connection, now)
+        if isinstance(route, ViaConcentrator):
+            if dc_down:
+                _sql(connection, _DC_ATTEMPT_SQL, (False, at, route.concentrator_id))
+            else:
+                _sql(connection, _DC_CONTACT_SQL, (True, at, at, route.concentrator_id))
+        _sql(connection, _ATTEMPT_SQL, (plan.meter_id, at, reason))
+        if plan.first:
+            # The first attempt fixes where collection starts: a later success backfills from there.
+            _sql(connection, _WATERMARK_SQL, (plan.meter_id, str(kind.obis), _to_db(connection, plan.start), None,
+                                              None, at))
+    return ItemOutcome("FAIL", reason=reason, retryable=retryable, concentrator_unreachable=dc_down)
+
+
+# --- turning the answer into rows, gaps and a watermark -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Gap:
+    first: datetime
+    last: datetime
+    missing: int
+
+
+def _store(engine: Engine, context: ExecutionContext, plan: _Plan, kind: _Kind, read: _Read,
+           now: datetime) -> ItemOutcome:
+    shape = read.shape
+    period = shape.period or (86400 if kind is _DAILY else _DEFAULT_PERIOD)
+    channels = [(i, c) for i, c in enumerate(shape.columns) if c.role is ColumnRole.VALUE]
+    observations: list[str] = []
+    by_time: dict[datetime, ProfileRow] = {}
+    undated = 0
+    for row in read.rows:
+        if row.time is None:
+            undated += 1
+            continue
+        at = row.time.astimezone(UTC)
+        if plan.start < at <= plan.end:
+            by_time[at] = row
+    times = sorted(by_time)
+
+    # The contiguous prefix: the watermark stops before the first gap that is not known lost.
+    step = timedelta(seconds=period)
+    mark = plan.start
+    found: list[_Gap] = []
+    after_gap: set[datetime] = set()
+    given_up: list[_Gap] = []
+    if times and (plan.first or times[0] - plan.start <= step) and all(
+            b - a == step for a, b in itertools.pairwise(times)):
+        mark = times[-1]  # the usual case: every interval there, one after the other
+    else:
+        open_by_first = {g[1]: g for g in plan.open_gaps}
+        blocked = False
+        previous = plan.start
+        for at in times:
+            # Rounded, not truncated: local midnights are 23 or 25 hours apart when daylight saving changes.
+            missing = _periods(at - previous, period) - 1
+            if missing > 0 and not (plan.first and previous == plan.start):
+                gap = _Gap(at - missing * step, at - step, missing)
+                found.append(gap)
+                after_gap.add(at)
+                known = open_by_first.get(gap.first)
+                lost = gap.first in plan.lost_gaps or (known is not None and known[4] + 1 >= GAP_GIVE_UP_ATTEMPTS)
+                if lost:
+                    given_up.append(gap)
+                else:
+                    blocked = True
+            if not blocked:
+                mark = at
+            previous = at
+
+    intervals: list[IntervalRow] = []
+    registers: list[RegisterRow] = []
+    flagged = power = 0
+    meter_id = plan.meter_id
+    specs = []
+    for i, column in channels:
+        su = column.scaler_unit or ScalerUnit(0, 255)
+        specs.append((i, str(column.capture.logical_name), column.capture.attribute_index, su.scaler, int(su.unit)))
+    for at in times:
+        row = by_time[at]
+        status = row.status
+        values = row.values
+        if kind is _PROFILE:
+            quality = (QUALITY_STATUS_FLAGGED if status else 0) | (QUALITY_TIME_FILLED if row.time_filled else 0)
+            if after_gap and at in after_gap:
+                quality |= QUALITY_AFTER_GAP
+            if status:
+                flagged += 1
+                power += 1 if status & 0x80 else 0
+            deviation = None
+        else:
+            deviation = _deviation_of(row.time) if row.time is not None else None
+        for i, obis, attribute, scaler, unit in specs:
+            raw = values[i]
+            if raw is None:
+                continue
+            if type(raw) is not int:
+                return ItemOutcome("FAIL", reason=f"corrupted answer: {kind.name} {obis}: a value is not an "
+                                                  "integer (a retry will not help)")
+            if kind is _PROFILE:
+                intervals.append(IntervalRow(meter_id, obis, attribute, at, raw, scaler, unit, status, quality))
+            else:
+                registers.append(RegisterRow(meter_id, obis, at, raw, scaler, unit, deviation))
+
+    got_new = bool(times)
+    where = f"concentrator {plan.dc_id}" if plan.dc_id is not None else f"meter {plan.serial}"
+    if not got_new and plan.end - plan.start >= timedelta(seconds=period):
+        if plan.dc_id is not None:
+            observations.append(f"concentrator {plan.dc_id} returned nothing newer than {_iso(plan.start)}: "
+                                f"it has not reached meter {plan.serial} since (asked again next pass)")
+        else:
+            observations.append(f"meter {plan.serial} returned nothing newer than {_iso(plan.start)}")
+    for gap in found:
+        fate = "declared lost" if gap in given_up else "asked again next pass"
+        observations.append(f"gap: {gap.missing} {kind.name} missing from {_iso(gap.first)} to "
+                            f"{_iso(gap.last)} in what {where} returned ({fate})")
+    if undated:
+        observations.append(f"partial data: {undated} {kind.name} rows without a capture time skipped")
+    if flagged:
+        detail = f", {power} with a power failure" if power else ""
+        observations.append(f"quality: {flagged} intervals with status flags{detail}")
+
+    with storage_errors(engine), engine.begin() as connection:
+        stored = store_intervals(connection, intervals) if kind is _PROFILE else store_registers(connection, registers)
+        at = _to_db(connection, now)
+        if found or plan.open_gaps:
+            _record_gaps(connection, plan, kind, found, given_up, times, period, now)
+        if mark > plan.start or plan.first or read.shape_changed:
+            _sql(connection, _WATERMARK_SQL, (plan.meter_id, str(kind.obis), _to_db(connection, mark),
+                                              shape.period or None, shape.encode() if read.shape_changed else None, at))
+        if got_new:
+            _sql(connection, _REACHED_SQL, (plan.meter_id, True, at, at))
+        elif not got_new and observations:
+            _sql(connection, _MISSED_SQL, (plan.meter_id, False, at, at, observations[0]))
+        else:
+            # Less than one period was asked for: nothing could be new, no news about the meter.
+            _sql(connection, _ATTEMPT_SQL, (plan.meter_id, at, None))
+        written = _dc_contacts.get(plan.dc_id or "")
+        if plan.dc_id is not None and not (written is not None and written[0] is engine and written[1] == now):
+            # One write per DC and instant (a pass reads hundreds of meters through one DC at once).
+            _sql(connection, _DC_CONTACT_SQL, (True, at, at, plan.dc_id))
+            _dc_contacts[plan.dc_id] = (engine, now)
+        if read.received is not None:
+            _sql(connection, _RECEIVED_UPSERT_SQL, (plan.received_key, plan.received_sap, read.received, at))
+    state: Literal["EXE", "WARN"] = "WARN" if observations else "EXE"
+    return ItemOutcome(state, tuple(observations), stored=stored)
+
+
+def _record_gaps(connection: Connection, plan: _Plan, kind: _Kind, found: Sequence[_Gap], given_up: Sequence[_Gap],
+                 times: Sequence[datetime], period: int, now: datetime) -> None:
+    obis = str(kind.obis)
+    found_by_first = {g.first: g for g in found}
+    seen = set(times)
+    last_seen = times[-1] if times else None
+    step = timedelta(seconds=period)
+    for ident, first, last, _missing, attempts in plan.open_gaps:
+        gap = found_by_first.get(first)
+        if gap is not None:
+            connection.execute(update(CollectionGap).where(CollectionGap.id == ident).values(
+                attempts=attempts + 1, last_missing=gap.last, missing=gap.missing,
+                state="lost" if gap in given_up else "open", resolved_at=now if gap in given_up else None))
+            continue
+        # Not missing any more where this read covered it: filled (what is still missing is a new gap).
+        if last_seen is not None and last < last_seen and first > plan.start:
+            filled = all(first + k * step in seen for k in range(int((last - first) / step) + 1))
+            connection.execute(update(CollectionGap).where(CollectionGap.id == ident).values(
+                state="filled" if filled else "lost", resolved_at=now))
+            if kind is _PROFILE:
+                connection.execute(update(IntervalValue).where(
+                    IntervalValue.meter_id == plan.meter_id, IntervalValue.interval_end == last + step,
+                    IntervalValue.quality.op("&")(QUALITY_AFTER_GAP) != 0,
+                ).values(quality=IntervalValue.quality - QUALITY_AFTER_GAP))
+    known = {g[1] for g in plan.open_gaps} | plan.lost_gaps
+    for gap in found:
+        if gap.first in known:
+            continue
+        lost = gap in given_up
+        connection.execute(insert(CollectionGap).values(
+            meter_id=plan.meter_id, profile_obis=obis, first_missing=gap.first, last_missing=gap.last,
+            missing=gap.missing, state="lost" if lost else "open", attempts=1, detected_at=now,
+            resolved_at=now if lost else None))
+        if kind is _PROFILE:
+            # A row already stored before (another read) keeps its first quality: flag it here.
+            connection.execute(update(IntervalValue).where(
+                IntervalValue.meter_id == plan.meter_id, IntervalValue.interval_end == gap.last + step,
+                IntervalValue.quality.op("&")(QUALITY_AFTER_GAP) == 0,
+            ).values(quality=IntervalValue.quality + QUALITY_AFTER_GAP))
+
+
+# --- one session at a time per logical device ---------------------------------------------------------------
+
+
+class _KeyedLocks:
+    """One asyncio lock per key while someone holds or waits for it (no lock kept for idle keys)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[int, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        ident = (id(asyncio.get_running_loop()), key)
+        entry = self._locks.get(ident)
+        if entry is None:
+            entry = self._locks[ident] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                self._locks.pop(ident, None)
+
+
+_locks = _KeyedLocks()
+
+
+def _device_lock(target: MeterTarget) -> contextlib.AbstractAsyncContextManager[None]:
+    # A device checks that invocation counters grow: two sessions of one process with the same
+    # logical device would interleave their counters, so they take turns.
+    route = target.route
+    key = f"{route.concentrator_id}#{route.logical_device}" if isinstance(route, ViaConcentrator) else target.serial
+    return _locks.hold(key)
+
+
+# --- the executors -----------------------------------------------------------------------------------------------
+
+
+async def collect_profile(context: ExecutionContext, item: WorkItem) -> ItemOutcome:
+    """N2PLoad for one meter: load profile 1.0.99.1.0.255 intervals after its watermark (module docstring)."""
+    return await _collect(context, item, _PROFILE)
+
+
+async def collect_daily(context: ExecutionContext, item: WorkItem) -> ItemOutcome:
+    """Daily values 1.0.98.1.0.255 after the meter's daily watermark (module docstring)."""
+    return await _collect(context, item, _DAILY)

@@ -1,0 +1,358 @@
+"""The plan engine with executors of the tests' own: claims, retries, DC outages, leases, support check, windows.
+
+Every test runs on SQLite and PostgreSQL. The executors here record each call, so a test can say
+exactly which (meter, command) ran how often; the field-facing tests are in ``test_field.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from hes.db.engine import create_engine_for
+from hes.db.models import Meter, Order
+from hes.db.orders import create_order
+from hes.registry import Registry
+from scheduler.capabilities import REQUIREMENTS, declare_model, record_meter_objects
+from scheduler.contract import COMMANDS, ExecutionContext, ItemOutcome, WorkItem
+from scheduler.engine import EngineOptions, Worker
+from scheduler.models import PlanItem
+from scheduler.plans import DEFAULT_DAILY, N2PLOAD, PlanError, Plans, PlanSpec, next_opening, window_open
+from simulators.manifest import Manifest
+
+DC = "DC0001"
+
+
+class Recorder:
+    """An executor that records its calls and answers what ``decide`` says (EXE by default)."""
+
+    def __init__(self, decide: Callable[[WorkItem], ItemOutcome] | None = None, delay: float = 0.0) -> None:
+        self.calls: list[WorkItem] = []
+        self.decide = decide or (lambda item: ItemOutcome("EXE", stored=1))
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    async def __call__(self, context: ExecutionContext, item: WorkItem) -> ItemOutcome:
+        with self.lock:
+            self.calls.append(item)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return self.decide(item)
+
+    def count(self) -> Counter[tuple[str, str]]:
+        return Counter((item.serial, item.command) for item in self.calls)
+
+
+def worker(registry: Registry, executor: Recorder, worker_id: str = "w1", engine: Engine | None = None,
+           **options: float) -> Worker:
+    context = ExecutionContext(registry=registry, engine=engine or registry.engine, now=lambda: datetime.now(UTC))
+    return Worker(context, dict.fromkeys(COMMANDS, executor),
+                  EngineOptions(worker_id=worker_id, poll=0.05, **options))  # type: ignore[arg-type]
+
+
+def work(w: Worker, run_id: int, limit: float = 30.0, **kwargs: object) -> None:
+    async def main() -> None:
+        async with asyncio.timeout(limit):
+            await w.work(run_id=run_id, **kwargs)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def fleet(registry: Registry, fleet_manifest: tuple[Path, Manifest]) -> list[str]:
+    """The registered fleet: 1 DC with 4 meters, 3 point-to-point meters (serials)."""
+    registry.import_manifest(fleet_manifest[0])
+    return [m.serial for m in registry.list_meters()]
+
+
+def items(engine: Engine, run_id: int) -> list[PlanItem]:
+    with Session(engine) as session:
+        return list(session.scalars(select(PlanItem).where(PlanItem.run_id == run_id).order_by(PlanItem.id)))
+
+
+def test_every_item_runs_once_and_the_run_is_summarised(registry: Registry, fleet: list[str]) -> None:
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("all-three", "all", None, ("daily", "events", "clock")))
+    run = plans.start_run("all-three")
+    assert run.total == 3 * len(fleet) and run.counts == {"PENDING": 3 * len(fleet)} and run.state == "running"
+    executor = Recorder()
+    work(worker(registry, executor), run.id)
+    assert executor.count() == Counter({(s, c): 1 for s in fleet for c in ("daily", "events", "clock")})
+    # a meter's commands in order, and concentrators interleaved with point-to-point meters
+    order = [(i.serial, i.command) for i in executor.calls]
+    for serial in fleet:
+        assert [c for s, c in order if s == serial] == ["daily", "events", "clock"]
+    assert all(i.correlation_id == f"run:{run.id}" and i.plan == "all-three" and i.attempt == 1
+               for i in executor.calls)
+    done = plans.run_info(run.id)
+    assert done.state == "done" and done.finished_at is not None
+    assert done.counts == {"EXE": 3 * len(fleet)} and done.meters == len(fleet) and done.stored == 3 * len(fleet)
+    assert all(i.lease_owner is None and i.finished_at is not None for i in items(registry.engine, run.id))
+
+
+def test_retries_follow_the_plan(registry: Registry, fleet: list[str]) -> None:
+    flaky, broken, hopeless = fleet[0], fleet[1], fleet[2]
+    tries: Counter[str] = Counter()
+
+    def decide(item: WorkItem) -> ItemOutcome:
+        tries[item.serial] += 1
+        if item.serial == flaky and tries[flaky] < 3:
+            return ItemOutcome("FAIL", reason="meter did not answer", retryable=True)
+        if item.serial == broken:
+            return ItemOutcome("FAIL", reason="meter not commissioned in the field", retryable=False)
+        if item.serial == hopeless:
+            return ItemOutcome("FAIL", reason="meter did not answer", retryable=True)
+        return ItemOutcome("WARN", observations=("gap", "clock deviation"))
+
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("retrying", "all", None, ("registers",), retries=2, retry_delay_s=0.2))
+    run = plans.start_run("retrying")
+    executor = Recorder(decide)
+    work(worker(registry, executor), run.id)
+    assert tries[flaky] == 3 and tries[broken] == 1 and tries[hopeless] == 3
+    assert all(tries[s] == 1 for s in fleet[3:])
+    by_serial = {i.serial: i for i in items(registry.engine, run.id)}
+    assert (by_serial[flaky].state, by_serial[flaky].attempts) == ("WARN", 3)
+    assert by_serial[flaky].observations == "gap; clock deviation"
+    assert (by_serial[broken].state, by_serial[broken].attempts, by_serial[broken].retryable) == ("FAIL", 1, False)
+    assert (by_serial[hopeless].state, by_serial[hopeless].attempts) == ("FAIL", 3)
+    assert by_serial[hopeless].reason == "meter did not answer"
+    assert [i.attempt for i in executor.calls if i.serial == flaky] == [1, 2, 3]
+    assert plans.run_info(run.id).counts == {"WARN": len(fleet) - 2, "FAIL": 2}
+
+
+def test_an_unreachable_concentrator_fails_its_meters_fast_and_is_retried(registry: Registry,
+                                                                       fleet: list[str]) -> None:
+    dc_meters = [m.serial for m in registry.list_meters(concentrator=DC)]
+    assert len(dc_meters) == 4
+    reason = f"concentrator {DC} is unreachable: connection refused (a retry can help)"
+
+    def decide(item: WorkItem) -> ItemOutcome:
+        if item.concentrator_id == DC:
+            return ItemOutcome("FAIL", reason=reason, retryable=True, concentrator_unreachable=True)
+        return ItemOutcome("EXE")
+
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("dc-down", "all", None, ("profile", "daily"), retries=2, retry_delay_s=0.2))
+    run = plans.start_run("dc-down")
+    executor = Recorder(decide)
+    # one item in flight per DC: the first failure is known before any other DC item starts
+    work(worker(registry, executor, per_concentrator=1), run.id)
+    dc_calls = [i for i in executor.calls if i.concentrator_id == DC]
+    assert len(dc_calls) == 3  # one try per attempt wave, not one per meter and command
+    assert [i.attempt for i in dc_calls] == [1, 2, 3]
+    for item in items(registry.engine, run.id):
+        if item.concentrator_id == DC:
+            assert (item.state, item.attempts, item.reason, item.retryable) == ("FAIL", 3, reason, True)
+        else:
+            assert item.state == "EXE"
+    summary = plans.run_info(run.id)
+    assert summary.state == "done" and summary.counts["FAIL"] == 2 * len(dc_meters)
+
+
+def test_a_dead_workers_items_are_taken_over_and_its_orders_closed(registry: Registry, fleet: list[str]) -> None:
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("takeover", "all", None, ("clock",)))
+    run = plans.start_run("takeover")
+    dead = worker(registry, Recorder(), "dead", lease=0.3)
+    claimed = dead.claim(3, run.id)  # ... and the worker dies holding them
+    assert len(claimed) == 3
+    with Session(registry.engine) as session, session.begin():
+        order = create_order(session, claimed[0].serial, "read clock", {}, f"scheduler run:{run.id}",
+                             when=datetime.now(UTC))
+        number = order.order_number
+    rest = Recorder()
+    alive = worker(registry, rest, "alive", lease=5.0)
+    assert alive.claim(10, run.id)  # claims the others, not the leased ones
+    with Session(registry.engine) as session:
+        owners = Counter(session.scalars(select(PlanItem.lease_owner).where(PlanItem.run_id == run.id)))
+    assert owners == Counter({"dead": 3, "alive": len(fleet) - 3})
+    asyncio.run(asyncio.sleep(0.4))  # the dead worker's leases expire
+    second = worker(registry, rest, "alive2", lease=5.0)
+    alive._release([])  # nothing to give back
+    # "alive" stops too: its items return at once; "alive2" takes over both sets
+    with registry.engine.begin() as connection:
+        connection.execute(update(PlanItem).where(PlanItem.lease_owner == "alive")
+                           .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    work(second, run.id)
+    assert rest.count() == Counter({(s, "clock"): 1 for s in fleet})
+    assert second.stats.taken_over == len(fleet)
+    assert all(i.attempt == 1 for i in rest.calls)  # an interrupted attempt does not count
+    with Session(registry.engine) as session:
+        closed = session.scalar(select(Order).where(Order.order_number == number))
+    assert closed is not None and closed.state == "FAIL" and closed.reason is not None
+    assert closed.reason.startswith("interrupted")
+    assert plans.run_info(run.id).counts == {"EXE": len(fleet)}
+
+
+def test_a_late_outcome_after_a_takeover_is_not_recorded(registry: Registry, fleet: list[str]) -> None:
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("late", "list", fleet[:1], ("clock",)))
+    run = plans.start_run("late")
+    slow = worker(registry, Recorder(), "slow", lease=0.2)
+    [item] = slow.claim(1, run.id)
+    asyncio.run(asyncio.sleep(0.3))
+    fast = Recorder(lambda item: ItemOutcome("WARN", observations=("taken over",)))
+    work(worker(registry, fast, "fast"), run.id)
+    slow.record(item, ItemOutcome("EXE"))
+    slow.flush()
+    assert slow.stats.lost_leases == 1
+    [row] = items(registry.engine, run.id)
+    assert (row.state, row.observations) == ("WARN", "taken over")
+
+
+def test_two_workers_share_a_run_without_running_an_item_twice(
+    registry: Registry, fleet: list[str], database_url: str
+) -> None:
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("shared", "all", None, COMMANDS))
+    runs = [plans.start_run("shared") for _ in range(4)]
+    executor = Recorder(delay=0.01)
+    engines = [create_engine_for(database_url) for _ in range(2)]
+    workers = [worker(registry, executor, f"w{n}", engine=e, batch=3, concurrency=2)
+               for n, e in enumerate(engines)]
+    errors: list[BaseException] = []
+
+    def thread_body(w: Worker) -> None:
+        try:
+            for run in runs:
+                work(w, run.id, limit=60)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_body, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    for e in engines:
+        e.dispose()
+    assert not errors, errors
+    assert len(executor.calls) == 4 * len(fleet) * len(COMMANDS)
+    assert Counter(i.item_id for i in executor.calls).most_common(1)[0][1] == 1  # no item twice
+    assert all(w.stats.executed > 0 for w in workers)  # both did a share
+    assert all(plans.run_info(r.id).counts == {"EXE": len(fleet) * len(COMMANDS)} for r in runs)
+
+
+def test_an_unsupported_command_is_reported_and_not_run(registry: Registry, fleet: list[str]) -> None:
+    without_daily, discovered = fleet[0], fleet[1]
+    everything = sorted({key for groups in REQUIREMENTS.values() for group in groups for key in group})
+    no_daily = [key for key in everything if key != "7/1.0.98.1.0.255"]
+    declare_model(registry.engine, "Acme", "AM-100", no_daily)
+    with Session(registry.engine) as session, session.begin():
+        session.execute(update(Meter).where(Meter.serial == without_daily).values(make="Acme", model="AM-100"))
+        discovered_id = session.scalar(select(Meter.id).where(Meter.serial == discovered))
+    assert discovered_id is not None
+    # the meter's own object list wins over its model's: this one has no event log and no profile
+    record_meter_objects(registry.engine, discovered_id, ["8/0.0.1.0.0.255", "7/1.0.98.1.0.255"], "test")
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("checked", "all", None, ("profile", "daily", "events")))
+    run = plans.start_run("checked")
+    executor = Recorder()
+    work(worker(registry, executor), run.id)
+    ran = executor.count()
+    assert (without_daily, "daily") not in ran and ran[(without_daily, "profile")] == 1
+    assert (discovered, "profile") not in ran and (discovered, "events") not in ran
+    assert ran[(discovered, "daily")] == 1
+    assert len(ran) == 3 * len(fleet) - 3
+    rows = {(i.serial, i.command): i for i in items(registry.engine, run.id)}
+    daily = rows[(without_daily, "daily")]
+    assert daily.state == "UNSUPPORTED" and daily.attempts == 0 and daily.reason is not None
+    assert "has no 7/1.0.98.1.0.255" in daily.reason and "Acme AM-100" in daily.reason
+    assert rows[(discovered, "events")].state == "UNSUPPORTED"
+    assert "read from the meter" in (rows[(discovered, "events")].reason or "")
+    assert plans.run_info(run.id).counts["UNSUPPORTED"] == 3
+
+
+def test_a_closed_window_holds_the_items_until_it_opens(registry: Registry, fleet: list[str]) -> None:
+    now = datetime.now(UTC)
+    start = (now + timedelta(hours=2)).strftime("%H:%M")
+    end = (now + timedelta(hours=3)).strftime("%H:%M")
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("night", "all", None, ("clock",), window=(start, end)))
+    run = plans.start_run("night")
+    executor = Recorder()
+    work(worker(registry, executor), run.id, wait_retries=False)
+    assert executor.calls == []
+    opening = next_opening((start, end), now)
+    assert timedelta(hours=1) < opening - now <= timedelta(hours=2)
+    assert all(i.state == "PENDING" and abs(i.next_attempt_at - opening) < timedelta(minutes=1)
+               for i in items(registry.engine, run.id))
+    assert window_open(("22:00", "02:00"), datetime(2024, 1, 1, 1, 0, tzinfo=UTC))
+    assert not window_open(("22:00", "02:00"), datetime(2024, 1, 1, 3, 0, tzinfo=UTC))
+
+
+def test_a_newly_registered_meter_is_in_the_next_default_daily_run(registry: Registry, fleet: list[str]) -> None:
+    plans = Plans(registry.engine)
+    before = plans.start_run(DEFAULT_DAILY)
+    assert before.total == len(fleet) and before.commands == ("daily",)
+    registry.add_meter("NEW0001", host="127.0.0.1", port=4999)
+    after = plans.start_run(DEFAULT_DAILY, trigger="schedule")
+    assert after.total == len(fleet) + 1
+    assert [i.command for i in plans.items(after.id) if i.serial == "NEW0001"] == ["daily"]
+    registry.decommission("NEW0001")
+    assert plans.start_run(DEFAULT_DAILY).total == len(fleet)  # out of service: out of the plan
+    n2pload = plans.start_run(N2PLOAD, trigger="n2pload")
+    assert {i.serial for i in plans.items(n2pload.id)} == {m.serial for m in registry.list_meters(concentrator=DC)}
+    assert {p.name for p in plans.list_plans() if p.builtin} == {DEFAULT_DAILY, N2PLOAD}
+
+
+def test_plan_definitions_are_checked(registry: Registry, fleet: list[str]) -> None:
+    plans = Plans(registry.engine)
+    bad = [
+        PlanSpec("x y", "all"),
+        PlanSpec("a", "concentrator", "DC9999"),
+        PlanSpec("a", "list", []),
+        PlanSpec("a", "all", retries=-1),
+        PlanSpec("a", "all", range_from="2024-03-02T00:00Z", range_to="2024-03-01T00:00Z"),
+        PlanSpec("a", "all", trigger_kind="cron", trigger_value="61 * * * *"),
+        PlanSpec("a", "all", trigger_kind="interval", trigger_value="soon"),
+        PlanSpec(DEFAULT_DAILY, "all"),
+    ]
+    for spec in bad:
+        with pytest.raises(PlanError):
+            plans.create(spec)
+    with pytest.raises(PlanError):
+        plans.start_run("nope")
+    with pytest.raises(PlanError):
+        plans.tag("feeder-7", [fleet[0], "NOPE"])
+    assert plans.tag("feeder-7", fleet[:2]) == 2
+    plans.create(PlanSpec("tagged", "tag", "feeder-7", ("clock",)))
+    assert {i.serial for i in plans.items(plans.start_run("tagged").id)} == set(fleet[:2])
+    listed = PlanSpec("listed", "list", [fleet[0], "GHOST1"], ("clock",))
+    plans.create(listed)
+    run = plans.start_run("listed")
+    assert run.total == 1 and run.notes is not None and "GHOST1" in run.notes
+
+
+def test_higher_priority_runs_are_claimed_first(registry: Registry, fleet: list[str]) -> None:
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("routine", "all", None, ("clock",), priority=0))
+    plans.create(PlanSpec("urgent", "all", None, ("registers",), priority=9))
+    routine, urgent = plans.start_run("routine"), plans.start_run("urgent")
+    executor = Recorder()
+    w = worker(registry, executor, batch=3, concurrency=1)
+    claimed = w.claim(len(fleet) + 2)  # the urgent run started later, and is claimed first
+    assert [i.run_id for i in claimed] == [urgent.id] * len(fleet) + [routine.id] * 2
+    w._release(claimed)
+
+    async def main() -> None:
+        # the daemon's way of working: no run id, until stopped (here: once both runs are done)
+        stop = asyncio.Event()
+        task = asyncio.create_task(w.work(stop=stop))
+        async with asyncio.timeout(30):
+            while not all(plans.run_info(r.id).state == "done" for r in (routine, urgent)):
+                await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert [i.command for i in executor.calls] == ["registers"] * len(fleet) + ["clock"] * len(fleet)

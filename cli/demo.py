@@ -19,7 +19,7 @@ def _session_part(console: Console) -> list[str]:
     from hes.demo import run_session
 
     report = run_session()
-    table = Table(title="hes demo (1/2): one meter session on the hes DLMS/COSEM stack (in memory)")
+    table = Table(title="hes demo (1/3): one meter session on the hes DLMS/COSEM stack (in memory)")
     for column in ("step", "result", "detail", "frames", "bytes"):
         table.add_column(column, justify="right" if column in ("frames", "bytes") else "left")
     for step in report.steps:
@@ -45,7 +45,7 @@ def _field_part(console: Console, data_dir: Path, database_url: str | None, kept
     from hes.demo import run_field
 
     report = asyncio.run(run_field(data_dir, database_url=database_url))
-    table = Table(title=f"hes demo (2/2): a simulated field, {report.concentrators} concentrators and "
+    table = Table(title=f"hes demo (2/3): a simulated field, {report.concentrators} concentrators and "
                         f"{report.meters} meters, through the head-end")
     table.add_column("order", no_wrap=True, min_width=27)
     for column in ("meter", "command", "result", "detail", "check"):
@@ -57,6 +57,34 @@ def _field_part(console: Console, data_dir: Path, database_url: str | None, kept
                   f"mismatches; database {report.database}{'' if kept else ' (temporary)'}; {report.seconds:.2f} s")
     failed = [f"{row.command} {row.meter}: {row.result} {row.detail}" for row in report.rows if not row.ok]
     return failed + report.mismatches
+
+
+def _collection_part(console: Console, data_dir: Path) -> list[str]:
+    """Part 3: N2PLoad and a plan over a simulated field, completeness, CIM into the legacy database."""
+    from cli.demo_collection import run_collection
+
+    report = asyncio.run(run_collection(data_dir))
+    table = Table(title=f"hes demo (3/3): N2PLoad over {report.concentrators} concentrators and a plan for the "
+                        f"point-to-point meters, {report.meters} meters, first pass")
+    for column in ("meter", "command", "result", "detail"):
+        table.add_column(column, no_wrap=column != "detail")
+    for serial, command, state, detail in report.items:
+        table.add_row(serial, command, state, detail)
+    console.print(table)
+    c = report.completeness
+    console.print(
+        f"first pass: {report.run_summary}; {report.intervals_stored} interval values stored; a second pass stored "
+        f"{report.second_pass_new} more\n"
+        f"completeness of {report.day}: {c.get('meters_complete')}/{c.get('meters')} meters complete, "
+        f"{c.get('intervals_stored')}/{c.get('intervals_expected')} intervals "
+        f"({c.get('intervals_share', 0):.1%}), below {c.get('threshold_percent')} %: "
+        f"{', '.join(c.get('below_threshold') or []) or 'none'}\n"
+        f"CIM: {report.delivered} messages delivered into the legacy integration database: "
+        f"{report.legacy_intervals} load-curve values, {report.legacy_readings} register readings\n"
+        f"collection: {report.checked} values checked against the simulator in both databases, "
+        f"{len(report.mismatches)} mismatches; {report.seconds:.2f} s"
+    )
+    return list(report.mismatches)
 
 
 def demo(
@@ -76,6 +104,10 @@ def demo(
     2. A small simulated field on 127.0.0.1 (2 concentrators x 3 meters + 2 point-to-point meters),
        registered into the embedded database, every meter read, a disconnect/reconnect through a
        concentrator and of a point-to-point meter, a clock sync; values checked against the simulator.
+    3. Scheduled collection on another simulated field: an N2PLoad pass through the concentrators and
+       a plan for the point-to-point meters (two days of profile and daily values), a second pass that
+       must find nothing new, the completeness of the last whole day, and the CIM outbox delivered
+       into a legacy integration database (SQLite); every interval checked in both databases.
     """
     console = Console()
     if not console.is_terminal:
@@ -84,9 +116,11 @@ def demo(
     problems = _session_part(console)
     if data_dir is not None:
         problems += _field_part(console, data_dir, database_url, kept=True)
+        problems += _collection_part(console, data_dir / "collection")
     else:
         with tempfile.TemporaryDirectory(prefix="hes-demo-") as folder:
             problems += _field_part(console, Path(folder), database_url, kept=False)
+            problems += _collection_part(console, Path(folder) / "collection")
     if problems:
         for line in problems:
             typer.echo(f"hes demo: {line}", err=True)

@@ -21,16 +21,28 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from cim.outbox import install_from_environment as install_cim_outbox
+    from cli.cim import app as cim_app
     from cli.concentrator import app as concentrator_app
     from cli.control import clock_app, disconnect, reconnect
     from cli.db import app as db_app
     from cli.demo import demo
     from cli.dlms import app as dlms_app
+    from cli.events import app as events_app
+    from cli.export import app as export_app
+    from cli.import_ import import_command
     from cli.meter import app as meter_app
+    from cli.n2pload import n2pload
+    from cli.plan import app as plan_app
+    from cli.probe import app as probe_app
     from cli.read import read
     from cli.registry import app as registry_app
+    from cli.report import app as report_app
     from cli.run import run
+    from cli.silent import silent_command
     from cli.sim import app as sim_app
+    from cli.user import app as user_app
+    from hes.events.outbox import install as install_mqtt_outbox
 
     app.add_typer(dlms_app, name="dlms")
     app.add_typer(sim_app, name="sim")
@@ -44,6 +56,20 @@ def _register() -> None:
     app.command("reconnect")(reconnect)
     app.add_typer(clock_app, name="clock")
     app.command("run")(run)
+    app.add_typer(plan_app, name="plan")
+    app.command("n2pload")(n2pload)
+    app.add_typer(probe_app, name="probe")
+    app.command("import")(import_command)
+    app.add_typer(user_app, name="user")
+    app.add_typer(events_app, name="events")
+    app.add_typer(report_app, name="report")
+    app.command("silent")(silent_command)
+    # Events stored by any command (reads, plans, pushes) queue their MQTT messages in the same transaction.
+    install_mqtt_outbox()
+    app.add_typer(cim_app, name="cim")
+    app.add_typer(export_app, name="export")
+    # Readings and events stored by any command get their CIM messages in the same transaction (the outbox).
+    install_cim_outbox()
 
 
 _register()

@@ -22,6 +22,10 @@ __all__ = ["COMPONENTS", "load_components", "run"]
 #: The daemon's components, as "module:factory" (a factory takes no argument and returns a Component).
 #: Named by string so that ``hes`` itself never imports the packages built on it.
 COMPONENTS: list[tuple[str, str]] = [
+    ("scheduler", "scheduler.service:component"),
+    ("push-listener", "hes.events.push:component"),
+    ("mqtt", "hes.events.mqtt:component"),
+    ("cim-delivery", "cim.delivery:component"),
 ]
 
 

@@ -7,6 +7,16 @@
 | ``HES_DATA_DIR`` | ``./hes-data`` | where generated files live (the master key) |
 | ``HES_MASTER_KEY_FILE`` | ``$HES_DATA_DIR/master.key`` | master key for keys at rest (made on first use, mode 600) |
 | ``HES_MQTT_URL`` | unset: no event bus | e.g. ``mqtt://127.0.0.1:1883`` |
+| ``HES_MQTT_MIN_CRITICALITY`` | ``warning`` | events below it (info < warning < alarm < critical) are not published |
+| ``HES_PUSH_LISTEN`` | ``127.0.0.1:4059`` | where ``hes run`` listens for pushes (Data/EventNotification) |
+| ``HES_EVENT_TABLE`` | unset: the shipped table | JSON file of event names and criticalities over the defaults |
+| ``HES_DISCONNECT_ON_TAMPER`` | ``false`` | ``true``: a pushed tamper event disconnects the meter (audited) |
+| ``HES_CIM_OUTBOX`` | ``on`` | ``off``: stored readings and events queue no CIM message |
+| ``HES_CIM_REINJECT_AFTER`` | ``3600`` | seconds before a failed CIM delivery is re-injected (same MessageID) |
+| ``HES_CIM_SPLIT`` | ``meter-day`` | how CIM messages are cut: ``meter-day``, ``meter`` or ``all`` (per store) |
+| ``HES_CIM_MAX_VALUES`` | ``10000`` | at most this many readings or events in one CIM message |
+| ``HES_CIM_TABLES`` | unset: ``cim/defaults.json`` | JSON file of the CIM codes (ReadingTypes, events, qualities) |
+| ``HES_CIM_XSD_DIR`` | unset | folder of the IEC XSDs: when set, delivery validates every message against them |
 
 The databases stay beside the working folder (``./hes.db`` as README and DESIGN say) so a first
 ``hes demo`` needs nothing set; only generated secrets go to the data folder. ``postgresql://``
@@ -16,9 +26,10 @@ URLs are given the psycopg (3) driver, the one installed.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from protocols.errors import DlmsError
@@ -54,6 +65,17 @@ class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     master_key_file: Path = Path(DEFAULT_DATA_DIR) / MASTER_KEY_NAME
     mqtt_url: str | None = None
+    mqtt_min_criticality: str = "warning"
+    push_host: str = "127.0.0.1"
+    push_port: int = 4059
+    event_table: Path | None = None
+    disconnect_on_tamper: bool = False
+    cim_outbox: bool = True
+    cim_reinject_after_s: float = 3600.0
+    cim_split: str = "meter-day"
+    cim_max_values: int = 10_000
+    cim_tables: Path | None = None
+    cim_xsd_dir: Path | None = None
 
 
 def normalise_database_url(url: str, variable: str = "HES_DATABASE_URL") -> str:
@@ -79,6 +101,44 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def _listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) of a listener; ``ConfigError`` names ``HES_PUSH_LISTEN``."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"HES_PUSH_LISTEN={value}: expected HOST:PORT, e.g. 0.0.0.0:4059")
+    return host, int(port)
+
+
+def _cim_settings(text: Callable[[str], str | None]) -> dict[str, Any]:
+    """The ``HES_CIM_*`` settings, checked; ``ConfigError`` names the bad variable."""
+    outbox = (text("HES_CIM_OUTBOX") or "on").lower()
+    if outbox not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"HES_CIM_OUTBOX={outbox}: on or off")
+    delay = text("HES_CIM_REINJECT_AFTER") or "3600"
+    try:
+        reinject = float(delay)
+    except ValueError:
+        reinject = -1.0
+    if not reinject >= 0 or reinject == float("inf"):
+        raise ConfigError(f"HES_CIM_REINJECT_AFTER={delay}: a number of seconds, 0 or more")
+    split = text("HES_CIM_SPLIT") or "meter-day"
+    if split not in ("meter-day", "meter", "all"):
+        raise ConfigError(f"HES_CIM_SPLIT={split}: meter-day, meter or all")
+    size = text("HES_CIM_MAX_VALUES") or "10000"
+    if not size.isdigit() or int(size) < 1:
+        raise ConfigError(f"HES_CIM_MAX_VALUES={size}: a positive whole number")
+    tables, xsd = text("HES_CIM_TABLES"), text("HES_CIM_XSD_DIR")
+    return {
+        "cim_outbox": outbox in ("on", "true", "1", "yes"),
+        "cim_reinject_after_s": reinject,
+        "cim_split": split,
+        "cim_max_values": int(size),
+        "cim_tables": None if tables is None else Path(tables),
+        "cim_xsd_dir": None if xsd is None else Path(xsd),
+    }
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``environ`` (default ``os.environ``); ``ConfigError`` names the bad variable."""
     env = os.environ if environ is None else environ
@@ -92,7 +152,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     mqtt = text("HES_MQTT_URL")
     if mqtt is not None and not mqtt.startswith(("mqtt://", "mqtts://")):
         raise ConfigError(f"HES_MQTT_URL={redact_url(mqtt)}: expected mqtt://HOST[:PORT]")
+    criticality = (text("HES_MQTT_MIN_CRITICALITY") or "warning").lower()
+    if criticality not in ("info", "warning", "alarm", "critical"):
+        raise ConfigError(f"HES_MQTT_MIN_CRITICALITY={criticality}: one of info, warning, alarm, critical")
+    push_host, push_port = _listen_address(text("HES_PUSH_LISTEN") or "127.0.0.1:4059")
+    tamper = (text("HES_DISCONNECT_ON_TAMPER") or "false").lower()
+    if tamper not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ConfigError(f"HES_DISCONNECT_ON_TAMPER={tamper}: true or false")
+    event_table = text("HES_EVENT_TABLE")
+    cim = _cim_settings(text)
     return Settings(
+        **cim,
+        mqtt_min_criticality=criticality,
+        push_host=push_host,
+        push_port=push_port,
+        event_table=None if event_table is None else Path(event_table),
+        disconnect_on_tamper=tamper in ("true", "1", "yes", "on"),
         database_url=normalise_database_url(text("HES_DATABASE_URL") or DEFAULT_DATABASE_URL),
         legacy_database_url=normalise_database_url(
             text("HES_LEGACY_DATABASE_URL") or DEFAULT_LEGACY_DATABASE_URL, "HES_LEGACY_DATABASE_URL"

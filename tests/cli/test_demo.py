@@ -77,13 +77,55 @@ def test_the_field_demo_checks_everything_and_runs_twice(database_url: str, tmp_
     assert second["registers"] == first["registers"]
 
 
-def test_demo_command_prints_both_tables(tmp_path: Path) -> None:
+def test_demo_command_prints_all_three_parts(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert "Read load profile" in result.stdout
     assert "0 mismatches" in result.stdout
     assert "field: " in result.stdout and "against the simulator, 0 mismatches" in result.stdout
     assert (tmp_path / "d" / "hes.db").exists() and (tmp_path / "d" / "fleet.json").exists()
+    # Part 3: N2PLoad, completeness and CIM, in databases of its own beside the field's.
+    assert "a second pass stored 0 more" in result.stdout
+    assert "8/8 meters complete, 768/768 intervals (100.0%)" in result.stdout
+    assert "in both databases, 0 mismatches" in result.stdout
+    assert (tmp_path / "d" / "collection" / "hes-legacy.db").exists()
+
+
+def test_collection_part_stores_and_delivers_every_interval_once(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from cim.legacy import LEGACY_INTERVALS
+    from cli.demo_collection import run_collection
+
+    field_now = datetime(2026, 11, 20, 10, 7, 30, tzinfo=UTC)
+    report = asyncio.run(run_collection(tmp_path / "c", field_now=field_now))
+    assert report.mismatches == []
+    # 8 meters x 2 days x 96 intervals x A+/A-, in the head-end and, once each, in the legacy database.
+    assert report.intervals_stored == report.legacy_intervals == 8 * 2 * 96 * 2
+    assert report.checked == 8 * 96 * 2 and report.second_pass_new == 0
+    assert report.completeness["intervals_share"] == 1.0 and report.completeness["below_threshold"] == []
+    again = asyncio.run(run_collection(tmp_path / "c", field_now=field_now))
+    assert again.mismatches == [] and again.second_pass_new == 0
+    legacy = create_engine(f"sqlite:///{tmp_path / 'c' / 'hes-legacy.db'}")
+    with legacy.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(LEGACY_INTERVALS)) == report.legacy_intervals
+    legacy.dispose()
+
+
+def test_a_collected_value_that_disagrees_with_the_simulator_is_caught(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cli.demo_collection import run_collection
+
+    real = energy.profile_intervals
+
+    def shifted(seed: energy.Seed, serial: str, first: int, last: int,
+                windows: object = ()) -> object:
+        for row in real(seed, serial, first, last, windows):  # type: ignore[arg-type]
+            yield row._replace(a_plus=row.a_plus + 1) if serial == "SIM000100001" and row.interval == last else row
+
+    monkeypatch.setattr(energy, "profile_intervals", shifted)
+    report = asyncio.run(run_collection(tmp_path / "c", field_now=datetime(2026, 11, 20, tzinfo=UTC)))
+    assert any("SIM000100001 1.0.1.8.0.255" in line for line in report.mismatches)
 
 
 def test_a_wrong_value_from_the_meter_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

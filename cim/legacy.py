@@ -14,7 +14,10 @@ use (``ensure_schema``; they are not part of the HES migrations, the database is
 IEC 61968-100 EventMessage with Verb, Noun, MessageID; a payload of that Noun; against the XSDs
 too when ``schemas`` are given), reads its rows from the XML, and inserts message and rows in one
 transaction with ``ON CONFLICT DO NOTHING`` on every identity: integrating a message twice, or
-two messages that carry the same reading, stores it once. A message whose payload carries no
+two messages that carry the same reading, stores it once. One exception: an interval stored as
+known missing (NULL value) takes the value of a later message that carries one (a late read
+brought it after all), with that message's qualities and id; a value is never replaced, and never
+by a NULL. A message whose payload carries no
 readings, load-curve or event identifiers (meter, ReadingType or event type, time) is refused for
 good (``Discarded``); a message that is not valid raises ``InvalidMessage``; a database that is
 down or refuses raises ``StorageError``. Values are exact decimals (PostgreSQL ``numeric``; text
@@ -352,7 +355,10 @@ class Discarded(CimError):
 
 @dataclass(frozen=True, slots=True)
 class Integrated:
-    """A message integrated: how many of its rows were new on the legacy side (0 when delivered before)."""
+    """A message integrated: how many of its rows were new on the legacy side (0 when delivered before).
+
+    ``new_rows`` counts a known missing interval filled with a value as new.
+    """
 
     message_id: str
     new_message: bool
@@ -366,6 +372,26 @@ def _insert_ignore(engine: Engine, table: Table) -> Any:
         return postgresql.insert(table).on_conflict_do_nothing()
     if engine.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
+    raise CimError(f"the legacy database must be SQLite or PostgreSQL, not {engine.dialect.name}")
+
+
+def _insert_or_fill(engine: Engine) -> Any:
+    """Load-curve rows: insert, or fill a known missing (NULL) interval with a value; nothing else changes."""
+    table = LEGACY_INTERVALS
+    if engine.dialect.name == "postgresql":
+        statement = postgresql.insert(table)
+        excluded = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=[table.c.meter, table.c.reading_type, table.c.interval_end],
+            set_={"value": excluded.value, "qualities": excluded.qualities, "message_id": excluded.message_id},
+            where=table.c.value.is_(None) & excluded.value.is_not(None))
+    if engine.dialect.name == "sqlite":
+        lite = sqlite.insert(table)
+        return lite.on_conflict_do_update(
+            index_elements=[table.c.meter, table.c.reading_type, table.c.interval_end],
+            set_={"value": lite.excluded.value, "qualities": lite.excluded.qualities,
+                  "message_id": lite.excluded.message_id},
+            where=table.c.value.is_(None) & lite.excluded.value.is_not(None))
     raise CimError(f"the legacy database must be SQLite or PostgreSQL, not {engine.dialect.name}")
 
 
@@ -388,12 +414,15 @@ def integrate(engine: Engine, xml: bytes, *, expected_id: str | None = None, sch
             "source": parsed.source, "set_id": parsed.set_id, "part": parsed.part, "parts": parsed.parts,
             "xml": xml.decode("utf-8"), "received_at": now,
         }
-        new_message = connection.execute(_insert_ignore(engine, CIM_MESSAGES), message).rowcount == 1
+        # Counted from RETURNING: psycopg 3 with SQLAlchemy 2.1 reports rowcount -1 for these inserts.
+        returning = _insert_ignore(engine, CIM_MESSAGES).returning(CIM_MESSAGES.c.message_id)
+        new_message = len(connection.execute(returning, message).all()) == 1
         for table, rows in ((LEGACY_INTERVALS, parsed.intervals), (LEGACY_READINGS, parsed.readings),
                             (LEGACY_EVENTS, parsed.events)):
             if rows:
                 with_id = [{**row, "message_id": parsed.message_id} for row in rows]
-                new_rows += max(0, connection.execute(_insert_ignore(engine, table), with_id).rowcount)
+                statement = _insert_or_fill(engine) if table is LEGACY_INTERVALS else _insert_ignore(engine, table)
+                new_rows += len(connection.execute(statement.returning(table.c.message_id), with_id).all())
     return Integrated(parsed.message_id, new_message, new_rows, parsed.rows, parsed.skipped)
 
 

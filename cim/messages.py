@@ -9,11 +9,12 @@ or ``Decimal``; the ReadingType's multiplier (its 16th field, 3 for kWh) convert
 
 Output is deterministic: the same inputs, tables, correlation id and timestamp give the same
 bytes. The MessageID is a UUID5 of the noun, the correlation id and the identities of what the
-message carries (meter, OBIS, time; not the values nor the timestamp), so rebuilding a message
-gives it its id again and the legacy side can drop a duplicate. ``split_meter_readings`` and
-``split_end_device_events`` cut a large set into messages of bounded size (one meter-day each by
-default, and at most ``max_values`` readings or events), linked through Header properties
-``part``, ``parts`` and ``setId`` (a UUID5 of the parts' MessageIDs).
+message carries (meter, OBIS, time; not the values nor the timestamp; a known missing interval
+marked as missing), so rebuilding a message gives it its id again and the legacy side can drop a
+duplicate. ``split_meter_readings`` and ``split_end_device_events`` cut a large set into
+messages of bounded size (one meter-day each by default, and at most ``max_values`` readings or
+events), linked through Header properties ``part``, ``parts`` and ``setId`` (a UUID5 of the
+parts' MessageIDs).
 
 Speed matters: the outbox builds these inside the transaction that stores the readings. Times
 and OBIS codes are formatted once per build (memoised), identities once per item, and elements
@@ -301,6 +302,17 @@ def _message_id(noun: str, correlation_id: str | None, keys: Iterable[str]) -> s
     return str(uuid.uuid5(_ID_NAMESPACE, text))
 
 
+def _id_keys(items: Iterable[_Keyed]) -> Iterable[str]:
+    """What a MessageID is made of: the identities, a known missing interval marked as such.
+
+    An interval said to be missing and the same interval with the value read later are different
+    news: the later message must not get the id of the first (the outbox would drop it as a duplicate).
+    """
+    for keyed in items:
+        item = keyed.item
+        yield f"{keyed.key}|missing" if isinstance(item, IntervalReading) and item.value is None else keyed.key
+
+
 def _check_header(correlation_id: str | None, timestamp: datetime, source: str) -> datetime:
     if correlation_id is not None and (not isinstance(correlation_id, str) or not correlation_id.strip()):
         raise CimInputError("the correlation id (the order or plan run) must be a non-empty string or None")
@@ -566,7 +578,7 @@ def meter_readings_message(
         raise CimInputError("a MeterReadings message needs at least one reading")
     return _build(
         "MeterReadings", items, tables or default_tables(),
-        message_id=_message_id("MeterReadings", correlation_id, (k.key for k in items)),
+        message_id=_message_id("MeterReadings", correlation_id, _id_keys(items)),
         correlation_id=correlation_id, timestamp=stamp, source=source, part=None,
     )
 
@@ -586,7 +598,7 @@ def end_device_events_message(
         raise CimInputError("an EndDeviceEvents message needs at least one event")
     return _build(
         "EndDeviceEvents", items, tables or default_tables(),
-        message_id=_message_id("EndDeviceEvents", correlation_id, (k.key for k in items)),
+        message_id=_message_id("EndDeviceEvents", correlation_id, _id_keys(items)),
         correlation_id=correlation_id, timestamp=stamp, source=source, part=None,
     )
 
@@ -627,7 +639,7 @@ def _split(
     chunks = _chunks(items, per, max_values)
     if not chunks:
         return []
-    ids = [_message_id(noun, correlation_id, (k.key for k in chunk)) for chunk in chunks]
+    ids = [_message_id(noun, correlation_id, _id_keys(chunk)) for chunk in chunks]
     set_id = str(uuid.uuid5(_ID_NAMESPACE, "\n".join(("set", noun, correlation_id or "", *ids))))
     table = tables or default_tables()
     return [

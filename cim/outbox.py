@@ -16,6 +16,10 @@ How stored rows become CIM values:
 - an interval's qualities are those of its status word (``status_bits``) and of the head-end's
   flags (``quality_bits``); a flag mapped to 2.5.259 (known missing) sends the interval without a
   value.
+- an interval the head-end knows to be missing (``StoredBatch.missing``: N2PLoad declared its gap
+  lost, it will not come) is sent without a value and with ReadingQuality 2.5.259, cut into
+  messages like the others; the legacy side stores NULL, and a value read later for it replaces
+  the NULL there (``cim.legacy``).
 - a register reading captured at local midnight (its time minus the meter's deviation) is a
   daily closure when the table has a daily ReadingType for its OBIS: that is what the daily
   profile stores (the HES database keeps both kinds in one table, keyed by time), and a register
@@ -53,7 +57,7 @@ from cim.models import OutboxMessage
 from cim.reading_types import CimTables, default_tables, load_tables
 from hes.config import ConfigError, Settings, load_settings
 from hes.db.models import Meter
-from hes.db.readings import EventRow, IntervalRow, RegisterRow
+from hes.db.readings import EventRow, IntervalRow, MissingInterval, RegisterRow
 from hes.db.stored import StoredBatch, add_listener, remove_listener
 
 __all__ = [
@@ -222,19 +226,25 @@ def messages_for(
 ) -> list[CimMessage]:
     """The messages carrying ``batch`` (rows without a code in the tables left out, logged once)."""
     intervals, registers, events = cim_values(connection, batch.intervals, batch.registers, batch.events,
-                                              outbox.tables)
+                                              outbox.tables, missing=batch.missing)
     return build_messages(intervals, registers, events, outbox, batch.correlation_id, timestamp)
 
 
 def cim_values(
     connection: Connection, intervals: Sequence[IntervalRow], registers: Sequence[RegisterRow],
-    events: Sequence[EventRow], tables: CimTables,
+    events: Sequence[EventRow], tables: CimTables, *, missing: Sequence[MissingInterval] = (),
 ) -> tuple[list[IntervalReading], list[RegisterReading], list[DeviceEvent]]:
-    """Stored rows as the builder's inputs (see the module docstring); rows without a code are left out."""
+    """Stored rows (and known missing intervals) as the builder's inputs (see the module docstring).
+
+    Rows without a code are left out.
+    """
     ids = {r.meter_id for r in intervals} | {r.meter_id for r in registers} | {r.meter_id for r in events}
+    ids |= {r.meter_id for r in missing}
     serials = _serials(connection, ids)
-    return (_intervals(intervals, serials, tables), _registers(registers, serials, tables),
-            _events(events, serials, tables))
+    readings = _intervals(intervals, serials, tables)
+    if missing:
+        readings += _missing(missing, serials, tables, readings)
+    return readings, _registers(registers, serials, tables), _events(events, serials, tables)
 
 
 def build_messages(
@@ -276,6 +286,24 @@ def _intervals(rows: Sequence[IntervalRow], serials: dict[int, str], tables: Cim
             qualities = _qualities(row.status, row.quality, tables)
         value = None if MISSING_QUALITY in qualities else _exact(row.value, row.scaler)
         out.append(IntervalReading.unchecked(serials[row.meter_id], row.obis, row.interval_end, value, qualities))
+    return out
+
+
+def _missing(rows: Sequence[MissingInterval], serials: dict[int, str], tables: CimTables,
+             given: Sequence[IntervalReading]) -> list[IntervalReading]:
+    """Known missing intervals without a value (the builder adds 2.5.259); one given with a value wins."""
+    taken = {(r.meter, r.obis, r.end) for r in given}
+    out: list[IntervalReading] = []
+    types = tables.reading_types
+    for row in rows:
+        if ("interval", row.obis) not in types:
+            _warn_once(f"interval|{row.obis}", "CIM: no interval ReadingType for %s in the table: not sent", row.obis)
+            continue
+        identity = (serials[row.meter_id], row.obis, row.interval_end.astimezone(UTC))
+        if identity in taken:
+            continue
+        taken.add(identity)
+        out.append(IntervalReading.unchecked(*identity, None))
     return out
 
 
@@ -365,9 +393,10 @@ def on_stored(connection: Connection, batch: StoredBatch) -> None:
 
 
 def _record_unbuildable(connection: Connection, batch: StoredBatch, reason: str, now: datetime) -> None:
-    noun = "EndDeviceEvents" if batch.events and not (batch.intervals or batch.registers) else "MeterReadings"
+    readings = batch.intervals or batch.registers or batch.missing
+    noun = "EndDeviceEvents" if batch.events and not readings else "MeterReadings"
     message_id = str(uuid.uuid4())
-    count = len(batch.intervals) + len(batch.registers) + len(batch.events)
+    count = len(batch.intervals) + len(batch.registers) + len(batch.events) + len(batch.missing)
     logger.error("CIM: %d stored values (correlation %s) could not be put into a %s message, recorded as %s "
                  "DISCARDED: %s", count, batch.correlation_id, noun, message_id, reason)
     connection.execute(insert(_OUTBOX), {

@@ -17,7 +17,9 @@ What the answer does to the database, in ONE transaction (so a crash leaves eith
   stops it before the gap, the gap is recorded (``collection_gaps``) and the first interval after
   it carries ``QUALITY_AFTER_GAP``; the next pass asks from the watermark again, so the gap is
   asked for again. A gap still missing after ``GAP_GIVE_UP_ATTEMPTS`` passes is declared lost and
-  the watermark moves over it (WARN says so: the data may still be read locally);
+  the watermark moves over it (WARN says so: the data may still be read locally), and the store
+  listeners are told its intervals are missing (``hes.db.stored``; the CIM outbox sends them
+  without a value, with ReadingQuality 2.5.259);
 - the meter's reachability as collection sees it (``meter_collection``), the DC's last contact.
 
 Outcomes: EXE (new data, nothing to remark), WARN (new data with observations: gaps, status flags,
@@ -46,7 +48,9 @@ from hes.crash import crash_point
 from hes.db.counters import COUNTER_LIMIT, CounterExhausted, reserve_counters
 from hes.db.engine import StorageError, storage_errors
 from hes.db.models import IntervalValue, Meter
-from hes.db.readings import IntervalRow, RegisterRow, store_intervals, store_registers
+from hes.db.readings import IntervalRow, MissingInterval, RegisterRow, store_intervals, store_registers
+from hes.db.stored import StoredBatch, current_correlation, notify
+from hes.db.stored import listeners as stored_listeners
 from hes.model import CounterReservation, MeterSecurity, MeterTarget, ViaConcentrator
 from hes.reads import (
     DAILY_VALUES,
@@ -646,6 +650,8 @@ def _store(engine: Engine, context: ExecutionContext, plan: _Plan, kind: _Kind, 
         at = _to_db(connection, now)
         if found or plan.open_gaps:
             _record_gaps(connection, plan, kind, found, given_up, times, period, now)
+        if kind is _PROFILE and given_up and stored_listeners():
+            _tell_missing(connection, plan, given_up, [(obis, attribute) for _, obis, attribute, _, _ in specs], step)
         if mark > plan.start or plan.first or read.shape_changed:
             _sql(connection, _WATERMARK_SQL, (plan.meter_id, str(kind.obis), _to_db(connection, mark),
                                               shape.period or None, shape.encode() if read.shape_changed else None, at))
@@ -665,6 +671,30 @@ def _store(engine: Engine, context: ExecutionContext, plan: _Plan, kind: _Kind, 
             _sql(connection, _RECEIVED_UPSERT_SQL, (plan.received_key, plan.received_sap, read.received, at))
     state: Literal["EXE", "WARN"] = "WARN" if observations else "EXE"
     return ItemOutcome(state, tuple(observations), stored=stored)
+
+
+def _tell_missing(connection: Connection, plan: _Plan, given_up: Sequence[_Gap], channels: Sequence[tuple[str, int]],
+                  step: timedelta) -> None:
+    """Tell the store listeners (the CIM outbox) which intervals the gaps just declared lost leave missing.
+
+    One ``MissingInterval`` per captured channel and missing interval end, in the storing transaction
+    and with the run's correlation. A gap known lost before was told then; an interval that another
+    read stored meanwhile (an on-demand read, a field import) is not missing and is left out.
+    """
+    missing: list[MissingInterval] = []
+    for gap in given_up:
+        if gap.first in plan.lost_gaps:
+            continue
+        have = {(obis, attribute, _from_db(end)) for obis, attribute, end in connection.execute(
+            select(IntervalValue.obis, IntervalValue.attribute, IntervalValue.interval_end).where(
+                IntervalValue.meter_id == plan.meter_id, IntervalValue.interval_end >= gap.first,
+                IntervalValue.interval_end <= gap.last))}
+        for k in range(gap.missing):
+            end = gap.first + k * step
+            missing.extend(MissingInterval(plan.meter_id, obis, attribute, end) for obis, attribute in channels
+                           if (obis, attribute, end) not in have)
+    if missing:
+        notify(connection, StoredBatch(correlation_id=current_correlation(), missing=missing))
 
 
 def _record_gaps(connection: Connection, plan: _Plan, kind: _Kind, found: Sequence[_Gap], given_up: Sequence[_Gap],

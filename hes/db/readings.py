@@ -29,6 +29,7 @@ from hes.db.models import EventRecord, IntervalValue, Meter, RegisterReading
 __all__ = [
     "EventRow",
     "IntervalRow",
+    "MissingInterval",
     "RegisterRow",
     "meter_ids",
     "store_events",
@@ -52,6 +53,16 @@ class IntervalRow:
     unit: int | None = None
     status: int | None = None
     quality: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MissingInterval:
+    """One channel of one interval the head-end knows to be missing: it will not come (no row is stored)."""
+
+    meter_id: int
+    obis: str
+    attribute: int
+    interval_end: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection
 
 if TYPE_CHECKING:
-    from hes.db.readings import EventRow, IntervalRow, RegisterRow
+    from hes.db.readings import EventRow, IntervalRow, MissingInterval, RegisterRow
 
 __all__ = [
     "StoredBatch",
@@ -36,16 +36,22 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
-    """Rows that one store call added (never rows that were stored already)."""
+    """Rows that one store call added (never rows that were stored already), or intervals known to be missing.
+
+    ``missing`` are the head-end's observation that intervals will never come (N2PLoad declared
+    their gap lost): they have no row in ``interval_values``; CIM sends them without a value, with
+    ReadingQuality 2.5.259.
+    """
 
     intervals: Sequence[IntervalRow] = ()
     registers: Sequence[RegisterRow] = ()
     events: Sequence[EventRow] = ()
     #: The order number or plan run that produced them (None: not known, e.g. a maintenance script).
     correlation_id: str | None = None
+    missing: Sequence[MissingInterval] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.intervals or self.registers or self.events)
+        return bool(self.intervals or self.registers or self.events or self.missing)
 
 
 StoreListener = Callable[[Connection, StoredBatch], None]

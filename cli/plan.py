@@ -1,4 +1,10 @@
-"""`hes plan ...`: mass planning: create plans, list and show them with their runs' results, run one now, tag meters."""
+"""`hes plan ...`: mass planning: create plans, list and show them with their runs' results, run one now, tag meters.
+
+A plan that disconnects or reconnects needs the ``disconnect`` role (technician or above) to be
+created and to be run by hand; one that disconnects more than one meter needs ``--confirm-disconnect``
+too (``cli.auth.require_bulk_disconnect_confirmation``), at creation (stored on the plan, for its
+scheduled runs) and at every ``hes plan run``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -14,12 +20,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.auth import Identity
 from cli.registry import open_registry, run_or_exit
 from hes.db.models import utcnow
 from hes.registry import Registry
 from hes.session import Timeouts
 from protocols.errors import DlmsError
-from scheduler.contract import ExecutionContext
+from scheduler.contract import RELAY_COMMANDS, ExecutionContext
 from scheduler.engine import EngineOptions, Worker
 from scheduler.plans import (
     ItemResult,
@@ -153,6 +160,29 @@ def _exit_for(run: RunInfo) -> None:
         raise typer.Exit(1)
 
 
+def _relay_checks(plans: Plans, identity: Identity, commands: Sequence[str], name: str, what: str,
+                  confirm: bool, count: Callable[[], int]) -> int | None:
+    """The role a relay plan needs and, for a bulk disconnect, its confirmation: the meters confirmed, or None.
+
+    Refusals exit 4 with one line and an audit row (``cli.auth``).
+    """
+    from cli.auth import require, require_bulk_disconnect_confirmation
+
+    relay = [command for command in commands if command in RELAY_COMMANDS]
+    if not relay:
+        if confirm:
+            raise PlanError(f"--confirm-disconnect: plan {name} does not disconnect")
+        return None
+    require(relay[0], plans.engine, what, group="plan")
+    if "disconnect" not in relay:
+        if confirm:
+            raise PlanError(f"--confirm-disconnect: plan {name} reconnects, it does not disconnect")
+        return None  # restoring supply in bulk is not the dangerous direction: the role is enough
+    meters = count()
+    require_bulk_disconnect_confirmation(identity, plans.engine, meters, confirm, target=f"plan {name}")
+    return meters if confirm else None
+
+
 def check_engine_options(concurrency: int, per_dc: int, timeout: float) -> None:
     if not 1 <= concurrency <= 10000:
         raise PlanError(f"--concurrency {concurrency}: 1 to 10000")
@@ -166,7 +196,8 @@ def check_engine_options(concurrency: int, per_dc: int, timeout: float) -> None:
 def create(
     name: Annotated[str, typer.Argument(help="The plan's name (letters, digits, '_', '.', ':', '-').")],
     commands: Annotated[str, typer.Option("--commands", help="Comma-separated: profile, daily, events, registers, "
-                                                              "clock (run per meter in that order).")],
+                                                              "clock, disconnect or reconnect (run per meter in "
+                                                              "that order; relay orders need a technician).")],
     meters: Annotated[Path | None, typer.Option("--meters", help="A file of serials, one per line.")] = None,
     concentrator: Annotated[str | None, typer.Option("--concentrator", help="Every meter of this DC.")] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Every meter with this tag (hes plan tag).")] = None,
@@ -183,6 +214,9 @@ def create(
                                                             "e.g. '0 2 * * *'.")] = None,
     every: Annotated[str | None, typer.Option("--every", help="Run at this interval (15m, 1h, 1d).")] = None,
     at: Annotated[str | None, typer.Option("--at", help="Run once at this ISO 8601 time.")] = None,
+    confirm_disconnect: Annotated[bool, typer.Option(
+        "--confirm-disconnect", help="Confirm a plan that disconnects more than one meter (scheduled runs go on "
+                                     "this confirmation while the selection holds no more meters).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Create a plan: which meters, which commands, range, window, retries, priority and when it runs."""
@@ -213,7 +247,10 @@ def create(
             from cli.auth import require
 
             identity = require("plan", registry.engine, f"plan create {name}")
-            return Plans(registry.engine).create(spec, who=identity.audit_name)
+            plans = Plans(registry.engine)
+            confirmed = _relay_checks(plans, identity, spec.commands, name, f"plan create {name}", confirm_disconnect,
+                                      lambda: plans.selection_size(spec.selection_kind, spec.selection))
+            return plans.create(spec, who=identity.audit_name, confirmed_meters=confirmed)
         finally:
             registry.engine.dispose()
 
@@ -222,6 +259,8 @@ def create(
         print(json.dumps(plan.to_json()))
         return
     print(f"plan {plan.name} created: {plan.selection_text}; {','.join(plan.commands)}; {plan.trigger_text}")
+    if plan.confirmation_text:
+        print(plan.confirmation_text)
 
 
 @app.command("list")
@@ -286,6 +325,8 @@ def show(
         return
     print(f"plan {plan.name}: {plan.selection_text}; {','.join(plan.commands)}; {plan.trigger_text}; "
           f"retries {plan.retries} every {plan.retry_delay_s:g} s")
+    if plan.confirmation_text:
+        print(plan.confirmation_text)
     if recent:
         print("recent runs: " + ", ".join(f"{r.id} ({r.trigger}, {r.state}, {_time(r.created_at)})" for r in recent))
     if run is None:
@@ -302,6 +343,8 @@ def run_command(
     concurrency: Annotated[int, typer.Option("--concurrency", help="Meters worked on at once.")] = 64,
     per_dc: Annotated[int, typer.Option("--per-dc", help="Meters worked on at once per concentrator.")] = 4,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.")] = 20.0,
+    confirm_disconnect: Annotated[bool, typer.Option(
+        "--confirm-disconnect", help="Confirm that this run disconnects more than one meter.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run a plan now in this process: every meter's result and the run's summary (exit 1 if any FAILed)."""
@@ -314,7 +357,12 @@ def run_command(
 
             identity = require("plan", registry.engine, f"plan run {name}")
             plans = Plans(registry.engine)
-            run = plans.start_run(name, trigger="manual", who=identity.audit_name)
+            plan = plans.get(name)
+            confirmed = _relay_checks(plans, identity, plan.commands, name, f"plan run {name}", confirm_disconnect,
+                                      lambda: plans.run_size(name))
+            if "disconnect" in plan.commands and confirmed is None:
+                confirmed = 1  # not the plan's stored confirmation: a run by hand is confirmed by its own user
+            run = plans.start_run(name, trigger="manual", who=identity.audit_name, confirmed_meters=confirmed)
             done = execute_run(registry, run, wait=wait, concurrency=concurrency, per_dc=per_dc, timeout=timeout,
                                worker_id=worker_id_for("plan"), requested_by=identity.audit_name)
             return done, plans.items(run.id)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from hes.commands import DISCONNECT_CONTROL
 from hes.db.counters import record_received, reserve_counters
 from hes.db.engine import session_factory, storage_errors
 from hes.db.models import Meter, utcnow
@@ -54,13 +55,16 @@ def object_key(class_id: int, obis: ObisCode | str) -> str:
 
 #: Per command: groups of objects; the meter must have at least one object of every group. These are
 #: the objects the executors read (``hes.reads``): the daily values at 1.0.98.1.0.255 exactly, one
-#: event log at least, the clock and one register at least for a register read.
+#: event log at least, the clock and one register at least for a register read; the relay orders act
+#: on the disconnect control (IC 70) at 0.0.96.3.10.255.
 REQUIREMENTS: Mapping[Command, tuple[tuple[str, ...], ...]] = {
     "profile": ((object_key(7, LOAD_PROFILE),),),
     "daily": ((object_key(7, DAILY_VALUES),),),
     "events": (tuple(object_key(7, obis) for obis, _ in EVENT_LOGS),),
     "registers": ((object_key(8, CLOCK),), tuple(object_key(3, obis) for obis, _ in REGISTERS)),
     "clock": ((object_key(8, CLOCK),),),
+    "disconnect": ((object_key(70, DISCONNECT_CONTROL),),),
+    "reconnect": ((object_key(70, DISCONNECT_CONTROL),),),
 }
 
 

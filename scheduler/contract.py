@@ -1,4 +1,4 @@
-"""The contract between the plan engine and the per-meter executors (N2PLoad profile collection, reads).
+"""The contract between the plan engine and the per-meter executors (N2PLoad profile collection, reads, relay).
 
 The engine (``scheduler.engine``) claims work items from the database, one per (plan run, meter,
 command), and hands each to the executor registered for its command; the executor talks to the
@@ -26,12 +26,19 @@ __all__ = [
     "Executor",
     "ItemOutcome",
     "ItemState",
+    "READ_COMMANDS",
+    "RELAY_COMMANDS",
     "WorkItem",
 ]
 
-Command = Literal["profile", "daily", "events", "registers", "clock"]
-#: The commands a plan may name, in the order a meter executes them.
-COMMANDS: tuple[Command, ...] = ("profile", "daily", "events", "registers", "clock")
+Command = Literal["profile", "daily", "events", "registers", "clock", "disconnect", "reconnect"]
+#: The commands a plan may name, in the order a meter executes them: the reads first, the relay
+#: orders (IC 70, ``hes.commands``) last, so a plan that reads and disconnects reads while supply is on.
+COMMANDS: tuple[Command, ...] = ("profile", "daily", "events", "registers", "clock", "disconnect", "reconnect")
+#: The commands that switch a meter's supply: they need the ``disconnect`` role (technician or above).
+RELAY_COMMANDS: tuple[Command, ...] = ("disconnect", "reconnect")
+#: The commands that only read (and store) what the meter holds.
+READ_COMMANDS: tuple[Command, ...] = tuple(command for command in COMMANDS if command not in RELAY_COMMANDS)
 ItemState = Literal["EXE", "WARN", "FAIL"]
 
 

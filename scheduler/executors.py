@@ -1,4 +1,4 @@
-"""Executors of plan commands: events, registers and the clock check read through ``hes.reads.read_meter``.
+"""Executors of plan commands: reads through ``hes.reads.read_meter``, relay orders through ``hes.commands``.
 
 Each read is a full order of the head-end (checks, order, audit, idempotent storage), so a plan's
 reads are traced like an operator's. ``profile`` and ``daily`` are N2PLoad's own executors
@@ -6,18 +6,26 @@ reads are traced like an operator's. ``profile`` and ``daily`` are N2PLoad's own
 wires them all. A FAIL whose reason says the concentrator itself was unreachable (``hes.reads`` says
 "concentrator X is unreachable" both when it failed to connect and when it did not contact a DC
 known to be down) is flagged ``concentrator_unreachable`` so the engine fails the DC's other items.
+
+``disconnect`` and ``reconnect`` (``RelayExecutor``) take the path of ``hes disconnect``: an order
+per meter (``hes.commands.Commands``) with the relay's output and control state read back, a WARN
+and an alarm when they disagree, and the audit row, all naming the run's user (``requested_by``,
+"NAME run:ID" as the engine sets it). A FAIL is retried only when the command's result says a retry
+can help. ``hes.commands`` opens its own sockets: a context with a replaced link factory
+(``connect``) cannot carry relay orders, and such an item FAILs saying so instead of going elsewhere.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, cast
 
+from hes.commands import CommandResult, Commands
 from hes.reads import ReadResult, read_meter
-from scheduler.contract import ExecutionContext, Executor, ItemOutcome, WorkItem
+from scheduler.contract import ExecutionContext, Executor, ItemOutcome, ItemState, WorkItem
 
-__all__ = ["DEFAULT_SPAN", "ReadExecutor", "default_executors", "outcome_of"]
+__all__ = ["DEFAULT_SPAN", "ReadExecutor", "RelayExecutor", "default_executors", "outcome_of", "relay_outcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +65,40 @@ class ReadExecutor:
         return outcome_of(result, item)
 
 
+def relay_outcome(result: CommandResult) -> ItemOutcome:
+    """A relay order's result as an item outcome: the order number and relay state as observations."""
+    observations = [f"order {result.order_number}"]
+    summary = result.values.get("summary")
+    if summary:
+        observations.append(str(summary))
+    if result.observations:
+        observations.extend(result.observations.split("; "))
+    state = cast(ItemState, result.state)
+    return ItemOutcome(state, tuple(observations), result.reason,
+                       retryable=result.state == "FAIL" and result.retryable)
+
+
+class RelayExecutor:
+    """Runs ``disconnect`` or ``reconnect`` as an order of ``hes.commands.Commands`` (read back, alarmed, audited)."""
+
+    def __init__(self, what: Literal["disconnect", "reconnect"]) -> None:
+        self.what = what
+
+    async def __call__(self, context: ExecutionContext, item: WorkItem) -> ItemOutcome:
+        if context.connect is not None:
+            return ItemOutcome("FAIL", reason=f"meter {item.serial}: {self.what} runs over the head-end's own "
+                                              "links; this worker replaces them (connect), so it was not sent")
+        commands = Commands(context.registry, who=context.requested_by, timeouts=context.timeouts,
+                            limits=context.limits, now=context.now)
+        if self.what == "disconnect":
+            result = await commands.disconnect(item.serial)
+        else:
+            result = await commands.reconnect(item.serial)
+        return relay_outcome(result)
+
+
 def default_executors() -> dict[str, Executor]:
-    """The executor of every command: N2PLoad's for profile and daily, reads for the others."""
+    """The executor of every command: N2PLoad's for profile and daily, reads and relay orders for the others."""
     from scheduler.n2pload import collect_daily, collect_profile
 
     return {
@@ -67,4 +107,6 @@ def default_executors() -> dict[str, Executor]:
         "events": ReadExecutor("events"),
         "registers": ReadExecutor("registers"),
         "clock": ReadExecutor("clock"),
+        "disconnect": RelayExecutor("disconnect"),
+        "reconnect": RelayExecutor("reconnect"),
     }

@@ -71,6 +71,11 @@ class Plan(Base):
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     #: When the scheduler last started a run of it (several workers' schedulers fire once between them).
     last_fired_at: Mapped[datetime | None]
+    #: A plan that disconnects more than one meter: who confirmed it (``--confirm-disconnect``), when,
+    #: and how many meters its selection held then; a run over more meters is not run on this confirmation.
+    disconnect_confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    disconnect_confirmed_at: Mapped[datetime | None]
+    disconnect_confirmed_meters: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(64), default="system")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -95,7 +100,7 @@ class PlanRun(Base):
     retries: Mapped[int] = mapped_column(Integer)
     retry_delay_s: Mapped[float] = mapped_column(Float)
     priority: Mapped[int] = mapped_column(Integer)
-    #: running, done
+    #: running, done; refused: a disconnect whose selection outgrew its confirmation, not run (see notes)
     state: Mapped[str] = mapped_column(String(8), default="running")
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,10 +8,18 @@ so that a worker's claim spreads over many DCs. The two built-in plans are creat
 ``default-daily`` (the daily values of every commissioned meter, once a day: a meter is in it the
 moment it is registered) and ``n2pload`` (the load profile of every meter behind a concentrator,
 every 15 minutes).
+
+A plan that disconnects (``disconnect`` among its commands) more than one meter is a bulk
+disconnect: ``create`` and ``start_run`` take the number of meters its user confirmed
+(``confirmed_meters``, from ``--confirm-disconnect``) and refuse a selection holding more
+(``DisconnectNotConfirmed``). The plan row keeps who confirmed, when, and for how many meters; a
+scheduled run (no confirmation of its own) runs on that, and when the selection has grown beyond it
+the run is stored ``refused`` with the reason in its notes, and nothing is sent.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,12 +36,13 @@ from hes.db.models import Concentrator, Meter, utcnow
 from hes.db.orders import record_audit
 from protocols.errors import DlmsError
 from scheduler.capabilities import known_objects, missing_object
-from scheduler.contract import COMMANDS, Command
+from scheduler.contract import COMMANDS, RELAY_COMMANDS, Command
 from scheduler.models import ITEM_FINAL_STATES, SELECTION_KINDS, TRIGGER_KINDS, MeterTag, Plan, PlanItem, PlanRun
 
 __all__ = [
     "DEFAULT_DAILY",
     "N2PLOAD",
+    "DisconnectNotConfirmed",
     "ItemResult",
     "PlanError",
     "PlanInfo",
@@ -50,6 +59,8 @@ __all__ = [
     "window_open",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_DAILY = "default-daily"
 N2PLOAD = "n2pload"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -62,6 +73,14 @@ _INSERT_CHUNK = 1000
 
 class PlanError(DlmsError):
     """A plan defined or asked for wrongly (bad option, unknown concentrator, empty selection): fix the request."""
+
+
+class DisconnectNotConfirmed(PlanError):
+    """A disconnect over more meters than its user confirmed: confirm (again) with the count in view."""
+
+    def __init__(self, message: str, count: int) -> None:
+        super().__init__(message)
+        self.count = count
 
 
 class UnknownPlan(PlanError):
@@ -205,6 +224,21 @@ class PlanInfo:
     enabled: bool
     builtin: bool
     created_at: datetime
+    disconnect_confirmed_by: str | None = None
+    disconnect_confirmed_at: datetime | None = None
+    disconnect_confirmed_meters: int | None = None
+
+    @property
+    def relay(self) -> bool:
+        """Whether the plan switches supply (disconnect or reconnect): its runs need the disconnect role."""
+        return any(command in RELAY_COMMANDS for command in self.commands)
+
+    @property
+    def confirmation_text(self) -> str | None:
+        if self.disconnect_confirmed_by is None:
+            return None
+        return (f"disconnect of up to {self.disconnect_confirmed_meters} meters confirmed by "
+                f"{self.disconnect_confirmed_by} at {_iso(self.disconnect_confirmed_at)}")
 
     @property
     def selection_text(self) -> str:
@@ -227,6 +261,9 @@ class PlanInfo:
             "retries": self.retries, "retry_delay_s": self.retry_delay_s, "priority": self.priority,
             "trigger": None if self.trigger_kind is None else {"kind": self.trigger_kind, "value": self.trigger_value},
             "enabled": self.enabled, "builtin": self.builtin, "created_at": _iso(self.created_at),
+            "disconnect_confirmation": None if self.disconnect_confirmed_by is None else {
+                "by": self.disconnect_confirmed_by, "at": _iso(self.disconnect_confirmed_at),
+                "meters": self.disconnect_confirmed_meters},
         }
 
 
@@ -335,6 +372,8 @@ def _plan_info(row: Plan) -> PlanInfo:
         range_to=row.range_to, window=_window(row), retries=row.retries, retry_delay_s=row.retry_delay_s,
         priority=row.priority, trigger_kind=row.trigger_kind, trigger_value=row.trigger_value,
         enabled=row.enabled, builtin=row.builtin, created_at=row.created_at,
+        disconnect_confirmed_by=row.disconnect_confirmed_by, disconnect_confirmed_at=row.disconnect_confirmed_at,
+        disconnect_confirmed_meters=row.disconnect_confirmed_meters,
     )
 
 
@@ -401,6 +440,9 @@ class Plans:
             raise PlanError(f"tag {spec.selection!r}: 1-64 letters, digits, '_', '.', ':' or '-'")
         if not spec.commands or any(c not in COMMANDS for c in spec.commands):
             raise PlanError(f"commands must be some of {', '.join(COMMANDS)}")
+        if all(command in spec.commands for command in RELAY_COMMANDS):
+            # One run would open the relays and close them again a moment later: surely not what was meant.
+            raise PlanError("a plan disconnects or reconnects, not both")
         if spec.retries < 0 or spec.retries > 100:
             raise PlanError(f"--retries {spec.retries}: 0 to 100")
         if spec.retry_delay_s < 0:
@@ -414,14 +456,29 @@ class Plans:
             if (at if at.tzinfo else at.replace(tzinfo=UTC)) < self._clock() - timedelta(minutes=1):
                 raise PlanError(f"--at {spec.trigger_value} is in the past")
 
-    def create(self, spec: PlanSpec, *, who: str = "system") -> PlanInfo:
-        """Store a new plan (``PlanError`` if the name is taken or a value is wrong)."""
+    def create(self, spec: PlanSpec, *, who: str = "system", confirmed_meters: int | None = None) -> PlanInfo:
+        """Store a new plan (``PlanError`` if the name is taken or a value is wrong).
+
+        A plan that disconnects more than one meter needs ``confirmed_meters`` (the count its user
+        confirmed) at least as large as its selection now (``DisconnectNotConfirmed`` otherwise);
+        the confirmation is stored with ``who`` and the time.
+        """
         self.ensure_builtin()
         with self._session() as session:
             self._check(session, spec)
             if session.scalar(select(Plan.id).where(Plan.name == spec.name)) is not None:
                 raise PlanError(f"a plan named {spec.name!r} exists already")
             row = self._row(spec, builtin=False, who=who)
+            if "disconnect" in spec.commands:
+                count = self._count(session, spec.selection_kind, spec.selection)
+                if count > max(1, confirmed_meters or 0):
+                    raise DisconnectNotConfirmed(
+                        f"plan {spec.name} disconnects {count} meters but "
+                        f"{'none was' if confirmed_meters is None else f'{confirmed_meters} were'} confirmed: "
+                        "confirm with --confirm-disconnect", count)
+                if confirmed_meters is not None:
+                    row.disconnect_confirmed_by, row.disconnect_confirmed_at = who, self._clock()
+                    row.disconnect_confirmed_meters = confirmed_meters
             session.add(row)
             record_audit(session, who, f"plan create {spec.name}", "OK", when=self._clock())
             session.flush()
@@ -439,6 +496,34 @@ class Plans:
             if row is None:
                 raise UnknownPlan(name)
             return _plan_info(row)
+
+    def selection_size(self, kind: str, selection: Any) -> int:
+        """How many meters a selection holds now (commissioned ones: the meters a run would contact)."""
+        with self._session() as session:
+            return self._count(session, kind, selection)
+
+    def run_size(self, name: str, *, concentrator: str | None = None) -> int:
+        """How many meters a run of plan ``name`` would contact if it started now."""
+        plan = self.get(name)
+        if concentrator is not None:
+            return self.selection_size("concentrator", concentrator)
+        return self.selection_size(plan.selection_kind, plan.selection)
+
+    @staticmethod
+    def _count(session: Session, kind: str, selection: Any) -> int:
+        """The commissioned meters of a selection: the same meters ``_select`` gives a run PENDING items."""
+        query = select(func.count()).select_from(Meter).where(Meter.state == "commissioned")
+        if kind == "list":
+            serials = list(dict.fromkeys(cast(list[str], selection or [])))
+            return sum(int(session.scalar(query.where(Meter.serial.in_(serials[start:start + 500]))) or 0)
+                       for start in range(0, len(serials), 500))
+        if kind == "concentrator":
+            query = query.where(Meter.concentrator_id == selection)
+        elif kind == "concentrators":
+            query = query.where(Meter.concentrator_id.is_not(None))
+        elif kind == "tag":
+            query = query.join(MeterTag, MeterTag.meter_id == Meter.id).where(MeterTag.tag == selection)
+        return int(session.scalar(query) or 0)
 
     def scheduled(self) -> list[PlanInfo]:
         """Enabled plans with a trigger (what the scheduler service keeps jobs for)."""
@@ -488,11 +573,15 @@ class Plans:
         who: str = "system",
         concentrator: str | None = None,
         commands: tuple[Command, ...] | None = None,
+        confirmed_meters: int | None = None,
     ) -> RunInfo:
         """Start a run of plan ``name`` now: resolve its meters, check support, write its items.
 
         ``concentrator`` narrows the selection to one DC's meters (``hes n2pload --concentrator``);
-        ``commands`` replaces the plan's commands for this run.
+        ``commands`` replaces the plan's commands for this run. A disconnect over more than one meter
+        runs on ``confirmed_meters`` (confirmed by ``who`` for this run) or, when None, on the plan's
+        stored confirmation; a selection holding more meters than that is stored as a ``refused`` run
+        (its notes say why, an audit row too) and nothing is sent.
         """
         self.ensure_builtin()
         now = self._clock()
@@ -517,25 +606,61 @@ class Plans:
             session.add(run)
             session.flush()
             meters, notes = self._select(session, kind, selection)
-            # Written in chunks as they are made: a million meters never make a million dicts at once.
-            count = pending = 0
-            chunk: list[dict[str, Any]] = []
-            for item in self._items(session, run, meters, chosen, next_opening(window, now)):
-                chunk.append(item)
-                pending += item["state"] == "PENDING"
-                if len(chunk) == _INSERT_CHUNK:
+            refusal: str | None = None
+            if "disconnect" in chosen:
+                refusal, note = self._disconnect_check(plan, meters, who, now, confirmed_meters)
+                if note is not None:
+                    notes.append(note)
+            if refusal is not None:
+                # Stored, not raised: a scheduled run refused is visible in hes plan show, with its reason.
+                run.state, run.finished_at = "refused", now
+                run.notes = "\n".join([*notes, refusal])
+                run.summary = {"counts": {}, "meters": 0, "stored": 0}
+                record_audit(session, who, f"plan run {name} (run:{run.id})", f"REFUSED: {refusal}", when=now)
+                logger.warning("plan %s, run %d: %s", name, run.id, refusal)
+            else:
+                # Written in chunks as they are made: a million meters never make a million dicts at once.
+                count = pending = 0
+                chunk: list[dict[str, Any]] = []
+                for item in self._items(session, run, meters, chosen, next_opening(window, now)):
+                    chunk.append(item)
+                    pending += item["state"] == "PENDING"
+                    if len(chunk) == _INSERT_CHUNK:
+                        session.execute(insert(PlanItem), chunk)
+                        count, chunk = count + len(chunk), []
+                if chunk:
                     session.execute(insert(PlanItem), chunk)
-                    count, chunk = count + len(chunk), []
-            if chunk:
-                session.execute(insert(PlanItem), chunk)
-                count += len(chunk)
-            run.notes = "\n".join(notes) or None
-            record_audit(session, who, f"plan run {name} (run:{run.id})",
-                         f"started: {len(meters)} meters, {count} items", when=now)
+                    count += len(chunk)
+                run.notes = "\n".join(notes) or None
+                record_audit(session, who, f"plan run {name} (run:{run.id})",
+                             f"started: {len(meters)} meters, {count} items", when=now)
+                if not pending:
+                    self._finish(session, run.id, now)
             run_id = run.id
-            if not pending:
-                self._finish(session, run_id, now)
         return self.run_info(run_id)
+
+    @staticmethod
+    def _disconnect_check(plan: Plan, meters: Sequence[Any], who: str, now: datetime,
+                          confirmed_meters: int | None) -> tuple[str | None, str | None]:
+        """(why the run must not disconnect, None if it may; a note naming the confirmation it runs on)."""
+        count = sum(1 for meter in meters if meter.state == "commissioned")
+        if count <= 1:
+            return None, None
+        if confirmed_meters is not None:
+            if count <= confirmed_meters:
+                return None, f"disconnect of {count} meters confirmed by {who} at {_iso(now)} for this run"
+            return (f"not run: the selection holds {count} meters to disconnect, {confirmed_meters} were confirmed; "
+                    f"confirm again with the count in view (hes plan run {plan.name} --confirm-disconnect)"), None
+        stored = plan.disconnect_confirmed_meters
+        if stored is not None and count <= stored:
+            return None, (f"disconnect of {count} meters on the confirmation of {plan.disconnect_confirmed_by} "
+                          f"at {_iso(plan.disconnect_confirmed_at)} (up to {stored} meters)")
+        given = ("no confirmation covers more than one meter" if stored is None else
+                 f"the plan's confirmation by {plan.disconnect_confirmed_by} at {_iso(plan.disconnect_confirmed_at)} "
+                 f"covers {stored}")
+        return (f"not run: the selection holds {count} meters to disconnect and {given}; "
+                f"run it by hand with --confirm-disconnect (hes plan run {plan.name}), or create a plan confirmed "
+                f"for the larger selection"), None
 
     def _select(self, session: Session, kind: str, selection: Any) -> tuple[list[Any], list[str]]:
         """The meters (rows of id, serial, DC, state, make, model) of a selection, and notes on what is missing."""

@@ -22,7 +22,7 @@ from hes.db.models import Meter, Order
 from hes.db.orders import create_order
 from hes.registry import Registry
 from scheduler.capabilities import REQUIREMENTS, declare_model, record_meter_objects
-from scheduler.contract import COMMANDS, ExecutionContext, ItemOutcome, WorkItem
+from scheduler.contract import COMMANDS, READ_COMMANDS, ExecutionContext, ItemOutcome, WorkItem
 from scheduler.engine import EngineOptions, Worker
 from scheduler.models import PlanItem
 from scheduler.plans import DEFAULT_DAILY, N2PLOAD, PlanError, Plans, PlanSpec, next_opening, window_open
@@ -213,7 +213,7 @@ def test_two_workers_share_a_run_without_running_an_item_twice(
     registry: Registry, fleet: list[str], database_url: str
 ) -> None:
     plans = Plans(registry.engine)
-    plans.create(PlanSpec("shared", "all", None, COMMANDS))
+    plans.create(PlanSpec("shared", "all", None, READ_COMMANDS))
     runs = [plans.start_run("shared") for _ in range(4)]
     executor = Recorder(delay=0.01)
     engines = [create_engine_for(database_url) for _ in range(2)]
@@ -236,10 +236,10 @@ def test_two_workers_share_a_run_without_running_an_item_twice(
     for e in engines:
         e.dispose()
     assert not errors, errors
-    assert len(executor.calls) == 4 * len(fleet) * len(COMMANDS)
+    assert len(executor.calls) == 4 * len(fleet) * len(READ_COMMANDS)
     assert Counter(i.item_id for i in executor.calls).most_common(1)[0][1] == 1  # no item twice
     assert all(w.stats.executed > 0 for w in workers)  # both did a share
-    assert all(plans.run_info(r.id).counts == {"EXE": len(fleet) * len(COMMANDS)} for r in runs)
+    assert all(plans.run_info(r.id).counts == {"EXE": len(fleet) * len(READ_COMMANDS)} for r in runs)
 
 
 def test_an_unsupported_command_is_reported_and_not_run(registry: Registry, fleet: list[str]) -> None:

@@ -6,12 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Engine
 
 from hes.config import ConfigError, load_settings
-from hes.db.models import Base
 from hes.events import models  # noqa: F401  (its tables join Base's metadata)
 from hes.events.alarm_register import decode_alarm_register, set_bits
 from hes.events.catalog import CatalogError, Criticality, default_catalog, load_catalog
@@ -83,12 +79,3 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
                 {"HES_DISCONNECT_ON_TAMPER": "maybe"}):
         with pytest.raises(ConfigError):
             load_settings(bad)
-
-
-def test_the_migration_creates_exactly_the_models_tables(engine: Engine) -> None:
-    tables = {"users", "mqtt_outbox", "concentrator_events"}
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diff = [d for d in compare_metadata(context, Base.metadata)
-                if any(name in repr(d) for name in tables)]
-    assert diff == []

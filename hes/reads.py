@@ -37,7 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hes.crash import crash_point
-from hes.db.counters import record_received, reserve_counters
+from hes.db.counters import counter_state, record_received, reserve_counters
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Concentrator, Meter, Order, utcnow
 from hes.db.orders import create_order, finish_order, record_asset_event, record_audit, start_order
@@ -89,6 +89,7 @@ __all__ = [
     "What",
     "counter_budget",
     "read_meter",
+    "received_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -696,10 +697,23 @@ def _reserve(db: Registry, target: MeterTarget, what: What, start: datetime | No
     route = target.route
     if isinstance(route, ViaConcentrator) and route.mode == "concentrated":
         security, device, client_sap = route.dc_security, route.concentrator_id, route.dc_client_sap
+        # The counters we send go to the DC, one sequence for all its logical devices; but the DC keeps
+        # one server counter per logical device, so the replay floor of what it sends is per LD.
+        received_key = received_device(route.concentrator_id, route.logical_device)
     else:
         security, device, client_sap = target.security, target.serial, target.client_sap
+        received_key = device
     if security.policy != "hls-gmac":
         # No ciphering, no invocation counters on the wire: nothing to persist.
         return CounterReservation(start=1, limit=2**32), None, client_sap
-    return reserve_counters(db.engine, device, client_sap, counter_budget(what, start, end)), device, client_sap
+    reservation = reserve_counters(db.engine, device, client_sap, counter_budget(what, start, end))
+    if received_key != device:
+        state = counter_state(db.engine, received_key, client_sap)
+        reservation = replace(reservation, last_received=None if state is None else state[1])
+    return reservation, received_key, client_sap
+
+
+def received_device(concentrator_id: str, logical_device: int) -> str:
+    """The key under which the last invocation counter received from one of a DC's logical devices is kept."""
+    return f"{concentrator_id}#{logical_device}"
 

@@ -62,6 +62,7 @@ from hes.reads import (
     _integer,
     _range_value,
     counter_budget,
+    received_device,
 )
 from hes.session import AttributeRef, MeterSession, open_session
 from protocols.axdr import Data, DataTag
@@ -369,7 +370,8 @@ def _prepare(context: ExecutionContext, item: WorkItem, kind: _Kind) -> tuple[_P
                 else:
                     lost_gaps.add(first_at)
         # A DC keeps one server invocation counter per logical device: the replay floor is per LD.
-        received_key, received_sap = (serial, client_sap) if dc_id is None else (f"{dc_id}#{logical_device}", dc_sap)
+        received_key, received_sap = ((serial, client_sap) if dc_id is None
+                                      else (received_device(dc_id, logical_device), dc_sap))
         received = _sql(connection, _RECEIVED_SQL, (received_key, received_sap)).fetchone()
         last_received = None if received is None else received[0]
         now = context.now().astimezone(UTC)

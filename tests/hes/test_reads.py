@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from hes.db.counters import counter_state
 from hes.db.models import AssetEvent, AuditEntry, Concentrator, EventRecord, IntervalValue, Order, RegisterReading
-from hes.reads import DC_RECHECK_AFTER, ReadRequestError, ReadResult, read_meter
+from hes.model import ViaConcentrator
+from hes.reads import DC_RECHECK_AFTER, ReadRequestError, ReadResult, read_meter, received_device
 from hes.registry import Registry
 from hes.session import Timeouts
 from simulators.clock import FieldClock
@@ -349,6 +350,25 @@ def test_concentrated_read_answers_from_the_dc_tables(registry: Registry, engine
             assert result.ok, result.reason
             assert {(v.time, v.obis): v.value for v in result.values} == expected_profile(DC_METER)
             state = counter_state(engine, DC, 1)  # the DC's own association ciphers: its counters are used
-            assert state is not None and state[1] is not None
+            assert state is not None and state[0] > 1
+            # What the DC sent is kept per logical device, the DC's server counter being per LD.
+            route = registry.target_for(DC_METER, mode="concentrated").route
+            assert isinstance(route, ViaConcentrator)
+            received = counter_state(engine, received_device(DC, route.logical_device), 1)
+            assert received is not None and received[1] is not None
+
+    run(body)
+
+
+def test_concentrated_reads_of_meters_in_turn_through_one_dc(registry: Registry, engine: Engine,
+                                                             tmp_path: Path) -> None:
+    """The DC keeps a server invocation counter per logical device: one meter's floor must not refuse the next."""
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            for serial in (DC_METER, DC_PLAIN, "SIM000100002", DC_METER):
+                result = await read(registry, fleet, serial, "profile", start=DAY_START, end=DAY_END,
+                                    mode="concentrated")
+                assert result.ok, f"{serial}: {result.reason}"
+                assert {(v.time, v.obis): v.value for v in result.values} == expected_profile(serial)
 
     run(body)

@@ -34,13 +34,13 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, Insert, Table, insert, select
 
 from cim.messages import (
     MISSING_QUALITY,
@@ -269,23 +269,31 @@ def build_messages(
 def _intervals(rows: Sequence[IntervalRow], serials: dict[int, str], tables: CimTables) -> list[IntervalReading]:
     out: list[IntervalReading] = []
     types = tables.reading_types
+    # Whether a channel in a unit can be sent, decided once per (OBIS, unit) in a call (logged once per code anyway).
     checked: dict[tuple[str, int | None], bool] = {}
+    unchecked = IntervalReading.unchecked
     for row in rows:
-        entry = types.get(("interval", row.obis))
-        if entry is None:
-            _warn_once(f"interval|{row.obis}", "CIM: no interval ReadingType for %s in the table: not sent", row.obis)
-            continue
-        unit_key = (row.obis, row.unit)
-        ok = checked.get(unit_key)
+        obis, unit = row.obis, row.unit
+        ok = checked.get((obis, unit))
         if ok is None:
-            ok = checked[unit_key] = _unit_ok(entry.code, row.unit, f"interval {row.obis}")
+            entry = types.get(("interval", obis))
+            if entry is None:
+                _warn_once(f"interval|{obis}", "CIM: no interval ReadingType for %s in the table: not sent", obis)
+                ok = False
+            else:
+                ok = _unit_ok(entry.code, unit, f"interval {obis}")
+            checked[(obis, unit)] = ok
         if not ok:
             continue
         qualities: tuple[str, ...] = ()
         if row.status or row.quality:  # most intervals have neither: skip the look-ups
             qualities = _qualities(row.status, row.quality, tables)
-        value = None if MISSING_QUALITY in qualities else _exact(row.value, row.scaler)
-        out.append(IntervalReading.unchecked(serials[row.meter_id], row.obis, row.interval_end, value, qualities))
+            if MISSING_QUALITY in qualities:
+                out.append(unchecked(serials[row.meter_id], obis, row.interval_end, None, qualities))
+                continue
+        raw, scaler = row.value, row.scaler
+        value = raw if type(raw) is int and not scaler else _exact(raw, scaler)  # _exact's common case inline
+        out.append(unchecked(serials[row.meter_id], obis, row.interval_end, value, qualities))
     return out
 
 
@@ -350,7 +358,12 @@ def _events(rows: Sequence[EventRow], serials: dict[int, str], tables: CimTables
 
 
 def write_messages(connection: Connection, messages: Sequence[CimMessage], now: datetime) -> None:
-    """Insert ``messages`` into the outbox as PENDING (a MessageID already there is left as it is)."""
+    """Insert ``messages`` into the outbox as PENDING (a MessageID already there is left as it is).
+
+    One driver-level statement on the storing connection (the same transaction): the INSERT is
+    compiled once per dialect and each column's value goes through the bind processor SQLAlchemy
+    would apply, so the stored row is the one a Core insert would store, without its per-call cost.
+    """
     if not messages:
         return
     rows = [
@@ -362,17 +375,62 @@ def write_messages(connection: Connection, messages: Sequence[CimMessage], now: 
         }
         for m in messages
     ]
-    dialect = connection.dialect.name
-    statement = insert(_OUTBOX)
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    if connection.get_execution_options().get("schema_translate_map"):  # the driver SQL would name the wrong table
+        connection.execute(_insert_new(connection.dialect.name), rows)
+        return
+    insert_new = _driver_insert(connection)
+    connection.exec_driver_sql(insert_new.sql, [insert_new.parameters(row) for row in rows])
 
-        statement = sqlite_insert(_OUTBOX).on_conflict_do_nothing(index_elements=["message_id"])
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        statement = postgresql_insert(_OUTBOX).on_conflict_do_nothing(index_elements=["message_id"])
-    connection.execute(statement, rows)
+@dataclass(frozen=True, slots=True)
+class _DriverInsert:
+    """The outbox INSERT as the driver takes it: its SQL and, per bound column, the value's conversion."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        values = [row[name] if convert is None or row[name] is None else convert(row[name])
+                  for name, convert in zip(self.names, self.processors, strict=True)]
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+
+
+_DRIVER_INSERTS: dict[tuple[str, str], _DriverInsert] = {}
+
+
+def _driver_insert(connection: Connection) -> _DriverInsert:
+    dialect = connection.dialect
+    key = (dialect.name, dialect.driver)
+    found = _DRIVER_INSERTS.get(key)
+    if found is None:
+        compiled = _insert_new(dialect.name).compile(dialect=dialect)
+        names = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else tuple(compiled.params)
+        processors = tuple(_OUTBOX.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+        found = _DRIVER_INSERTS[key] = _DriverInsert(compiled.string, names, processors, bool(compiled.positional))
+    return found
+
+
+_INSERTS: dict[str, Insert] = {}
+
+
+def _insert_new(dialect: str) -> Insert:
+    """The outbox INSERT that leaves a MessageID already there as it is."""
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(_OUTBOX).on_conflict_do_nothing(index_elements=["message_id"])
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            statement = postgresql_insert(_OUTBOX).on_conflict_do_nothing(index_elements=["message_id"])
+        else:
+            statement = insert(_OUTBOX)
+        _INSERTS[dialect] = statement
+    return statement
 
 
 def on_stored(connection: Connection, batch: StoredBatch) -> None:

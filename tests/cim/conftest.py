@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lxml import etree  # type: ignore[import-untyped]
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
 from cim import outbox
 from cim.legacy import Schemas, load_schemas
 from cim.messages import MESSAGE_NS, NOUNS
 from hes.db import create_engine_for
 from hes.db.stored import listeners
-from tests.hes.conftest import database_url, engine, fleet_manifest, master_key, registry
+from tests.hes.conftest import database_url, engine, fleet_manifest, master_key, registry, scratch_database
 
 __all__ = [
     "XSD_DIR", "assert_valid", "database_url", "engine", "fleet_manifest", "installed_outbox", "legacy_engine",
@@ -46,20 +45,8 @@ def assert_valid(xml: bytes, schemas: Schemas) -> None:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def legacy_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty legacy integration database: a SQLite file, or a schema of its own on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'legacy.db'}"
-        return
-    base = request.getfixturevalue("postgres_url").replace("postgresql://", "postgresql+psycopg://", 1)
-    schema = f"legacy_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        admin.dispose()
+    with scratch_database(request, tmp_path / "legacy.db", "legacy_test") as url:
+        yield url
 
 
 @pytest.fixture

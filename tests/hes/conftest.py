@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,21 +18,21 @@ from simulators.clock import FieldClock
 from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
 from simulators.manifest import Manifest, read_manifest
 
-__all__ = ["database_url", "engine", "fleet_manifest", "master_key", "registry"]
+__all__ = ["database_url", "engine", "fleet_manifest", "master_key", "registry", "scratch_database"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a fresh SQLite file, or a fresh schema of the PostgreSQL test database.
+@contextlib.contextmanager
+def scratch_database(request: pytest.FixtureRequest, sqlite_file: Path, prefix: str) -> Iterator[str]:
+    """An empty database for ``request.param``: the SQLite file, or a schema of its own on PostgreSQL.
 
-    Each PostgreSQL test gets its own schema (search_path in the URL), so tests and the other
-    suites sharing the ``test`` database never see each other's tables.
+    Each PostgreSQL user gets a fresh schema (search_path in the URL), dropped afterwards, so tests
+    and the other suites sharing the ``test`` database never see each other's tables.
     """
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hes.db'}"
+        yield f"sqlite:///{sqlite_file}"
         return
     base = request.getfixturevalue("postgres_url").replace("postgresql://", "postgresql+psycopg://", 1)
-    schema = f"hes_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     try:
         with admin.begin() as connection:
@@ -42,6 +43,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.begin() as connection:
             connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty HES database: a fresh SQLite file, or a fresh schema of the PostgreSQL test database."""
+    with scratch_database(request, tmp_path / "hes.db", "hes_test") as url:
+        yield url
 
 
 @pytest.fixture

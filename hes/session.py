@@ -258,6 +258,22 @@ def _describe(class_id: int, obis: ObisCode, member: int, kind: str = "attribute
     return f"IC {class_id} {obis} {kind} {member}"
 
 
+class _Request(NamedTuple):
+    """What a request is about, e.g. ``GET IC 3 1.0.1.8.0.255 attribute 2``, for messages.
+
+    Formatted only when a message needs it: most requests succeed and are never described.
+    """
+
+    service: str
+    class_id: int
+    obis: ObisCode
+    member: int
+    kind: str = "attribute"
+
+    def __str__(self) -> str:
+        return f"{self.service} {_describe(self.class_id, self.obis, self.member, self.kind)}"
+
+
 # --- the session ----------------------------------------------------------------------------------------
 
 
@@ -402,7 +418,7 @@ class MeterSession:
 
     # --- the exchange loop ----------------------------------------------------------------------------------
 
-    async def _exchange(self, what: str) -> Event:
+    async def _exchange(self, what: str | _Request) -> Event:
         """Send what the association queued; read until the exchange it started is over; return its event."""
         link = self._link
         if link is None or self._broken:
@@ -443,7 +459,7 @@ class MeterSession:
             association.reset()
             raise
 
-    def _error(self, event: Event, what: str) -> DlmsError:
+    def _error(self, event: Event, what: str | _Request) -> DlmsError:
         """The typed error for an event that is not the awaited result."""
         prefix = f"{self.what}: {what}"
         if isinstance(event, ExceptionReceived):
@@ -491,7 +507,7 @@ class MeterSession:
 
     async def get_raw(self, class_id: int, obis: ObisCode, attribute: int, access: Access | None = None) -> bytes:
         """The attribute's encoded ``Data`` (blocks joined); a refusal raises ``ServiceError`` with its code."""
-        what = f"GET {_describe(class_id, obis, attribute)}"
+        what = _Request("GET", class_id, obis, attribute)
         async with self._lock:
             self._check_open()
             self._association.get(CosemAttributeDescriptor(class_id, obis, attribute), _selection(access))
@@ -548,7 +564,7 @@ class MeterSession:
     async def set(self, class_id: int, obis: ObisCode, attribute: int, value: Data,
                   access: Access | None = None) -> None:
         """Write ``value``; a refusal raises ``ServiceError`` with the DataAccessResult."""
-        what = f"SET {_describe(class_id, obis, attribute)}"
+        what = _Request("SET", class_id, obis, attribute)
         async with self._lock:
             self._check_open()
             self._association.set(CosemAttributeDescriptor(class_id, obis, attribute), encode_data(value),
@@ -561,7 +577,7 @@ class MeterSession:
 
     async def action(self, class_id: int, obis: ObisCode, method: int, parameters: Data | None = None) -> Data | None:
         """Invoke a method; returns its return data (None without); a refusal raises ``ServiceError``."""
-        what = f"ACTION {_describe(class_id, obis, method, 'method')}"
+        what = _Request("ACTION", class_id, obis, method, "method")
         async with self._lock:
             self._check_open()
             self._association.action(CosemMethodDescriptor(class_id, obis, method),

@@ -457,10 +457,12 @@ def encode_data(data: Data) -> bytes:
 
 
 def _encode(data: Data, out: bytearray, tagged: bool) -> None:
-    try:
-        tag = DataTag(data.tag)
-    except (ValueError, TypeError):
-        raise EncodeError(f"unknown data tag {data.tag!r}") from None
+    tag = data.tag
+    if type(tag) is not DataTag:
+        try:
+            tag = DataTag(tag)
+        except (ValueError, TypeError):
+            raise EncodeError(f"unknown data tag {data.tag!r}") from None
     value = data.value
     if tagged:
         out.append(tag)

@@ -6,6 +6,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import TypeVar
 
 from protocols.acse.ber import (
@@ -144,6 +145,7 @@ _CHARSTRING = 0x80  # Authentication-value charstring [0] IMPLICIT GraphicString
 _ACSE_REQUIREMENTS_AUTHENTICATION = "1"
 
 
+@lru_cache(maxsize=64)
 def _oid_arc(content: bytes, family: int, what: str) -> int:
     arcs = decode_object_identifier(content)
     if len(arcs) != 7 or arcs[:5] != _DLMS_UA or arcs[5] != family:
@@ -151,6 +153,7 @@ def _oid_arc(content: bytes, family: int, what: str) -> int:
     return arcs[6]
 
 
+@lru_cache(maxsize=64)
 def _encode_oid(family: int, arc: int) -> bytes:
     return encode_object_identifier((*_DLMS_UA, family, arc))
 

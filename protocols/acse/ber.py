@@ -46,13 +46,25 @@ def encode_tlv(tag: int, content: bytes) -> bytes:
     """Identifier (given as its bytes read as an integer), length and content."""
     if tag < 0:
         raise EncodeError(f"negative tag {tag}")
+    size = len(content)
+    content = bytes(content)
+    if tag <= 0xFF and size < 0x80:
+        return bytes((tag, size)) + content  # the usual case: one identifier byte, short length
     ident = tag.to_bytes(max(1, (tag.bit_length() + 7) // 8), "big")
-    return ident + encode_length(len(content)) + bytes(content)
+    return ident + encode_length(size) + content
 
 
 def decode_tlv(buf: bytes, pos: int, end: int | None = None) -> tuple[int, int, int]:
     """Decode a TLV at ``pos`` bounded by ``end``; returns (tag, content start, content end)."""
     limit = len(buf) if end is None else end
+    if pos + 1 < len(buf):
+        # The usual case: a one-byte identifier and a short-form length.
+        tag, length = buf[pos], buf[pos + 1]
+        if tag & 0x1F != 0x1F and length < 0x80:
+            pos += 2
+            if pos + length > limit:
+                raise DecodeError(f"BER value of {length} bytes overruns its container", pos)
+            return tag, pos, pos + length
     tag, pos = decode_tag(buf, pos)
     length, pos = decode_length(buf, pos)
     if pos + length > limit:

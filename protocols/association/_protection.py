@@ -16,6 +16,7 @@ from protocols.security import (
     ciphered_tag,
     decipher,
     decode_ciphered_apdu,
+    plain_tag,
 )
 
 __all__ = ["Deciphered", "Protection", "ReplayError", "SecretKeys", "protect", "unprotect"]
@@ -113,11 +114,12 @@ def unprotect(
     Raises ``SecurityError`` or ``DecodeError``.
     """
     envelope = decode_ciphered_apdu(apdu)
+    inner_tag = -1  # the plain APDU tag a service-specific envelope announces
     if isinstance(envelope, ServiceSpecificCipheredApdu):
         if peer_system_title is None:
             raise SecurityError("the peer's system title is not known")
         title = peer_system_title
-        dedicated = envelope.dedicated
+        inner_tag, dedicated = plain_tag(envelope.tag)
         protection = Protection.DED if dedicated else Protection.GLO
     elif isinstance(envelope, GeneralGloCiphering | GeneralDedCiphering):
         if peer_system_title is not None and envelope.system_title != peer_system_title:
@@ -152,7 +154,7 @@ def unprotect(
     )
     if not plain:
         raise DecodeError("ciphered APDU holds nothing")
-    if isinstance(envelope, ServiceSpecificCipheredApdu) and plain[0] != envelope.plain_tag:
+    if isinstance(envelope, ServiceSpecificCipheredApdu) and plain[0] != inner_tag:
         raise DecodeError(
             f"{CipheredApduTag(envelope.tag).name.lower()} carries an APDU with tag 0x{plain[0]:02x}"
         )

@@ -131,6 +131,10 @@ class ClientState(Enum):
     AWAITING_RESPONSE = "awaiting response"
     AWAITING_RLRE = "awaiting RLRE"
 
+    # Members are singletons compared by identity: hash them so too (Enum's own hashes the name in
+    # Python, and every transition looks a state up in a dict or set).
+    __hash__ = object.__hash__
+
 
 class _Service(Enum):
     HLS = "reply_to_HLS_authentication"
@@ -436,7 +440,7 @@ class ClientAssociation(Machine):
     # --- helpers for requests ----------------------------------------------------------------------
 
     def _need(self, bit: Conformance, what: str) -> None:
-        if not self._conformance & bit:
+        if not int(self._conformance) & int(bit):  # plain ints: Flag's own & builds a member
             raise StateError(f"{what} needs conformance {bit.name}, which the server did not grant")
 
     def _next_invoke_id(self) -> InvokeIdAndPriority:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum, IntEnum
+from functools import lru_cache, partial
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from protocols.axdr import Data, DataTag, decode_data, decode_length
@@ -308,17 +310,18 @@ _FIXED_FORMATS: dict[int, str] = {
     DataTag.FLOAT64: "d",
     DataTag.BOOLEAN: "?",
 }
+_FIXED_WIDTHS = {fmt: struct.calcsize(">" + fmt) for fmt in _FIXED_FORMATS.values()}
+#: The structs of the layouts seen: a fleet's profiles have few shapes, and compiling one costs.
+_struct = lru_cache(maxsize=256)(struct.Struct)
 # year, month, day, (day of week skipped) hour, minute, second, hundredths, deviation, (status skipped)
-_CLOCK_FIELDS = "HBBxBBBBhx"
-_CLOCK_FIELD_COUNT = 8
+_CLOCK_FIELDS = struct.Struct(">HBBxBBBBhx")
 
 
 class _Layout(NamedTuple):
     """A row whose every cell has a fixed size: the tag bytes it must have and one struct for its values.
 
-    The values struct yields one field per column except the clock column, which yields eight
-    (year, month, day, hour, minute, second, hundredths, deviation) starting at field
-    ``clock_field``; ``clock_offset`` is where its 12 bytes start in the row.
+    The values struct yields one field per column; the clock column's (index ``clock_field``,
+    -1 when none) is its 12 encoded bytes, for ``_capture_time``.
     """
 
     size: int
@@ -327,7 +330,6 @@ class _Layout(NamedTuple):
     expected: tuple[bytes, ...]
     values: struct.Struct
     clock_field: int
-    clock_offset: int
     scaled: tuple[tuple[int, bool, int], ...]  # (column, is float, scaler) of the cells to scale
 
 
@@ -343,8 +345,7 @@ def _layout(buf: bytes, pos: int, plan: _Plan) -> _Layout | None:
     scaled: list[tuple[int, bool, int]] = []
     header = bytearray(buf[pos : pos + 2])
     cursor = pos + 2
-    clock_field = clock_offset = -1
-    field_index = 0
+    clock_field = -1
     for column, (role, scaler) in enumerate(zip(plan.roles, plan.scalers)):
         if cursor + 1 >= len(buf):
             return None
@@ -359,24 +360,21 @@ def _layout(buf: bytes, pos: int, plan: _Plan) -> _Layout | None:
                 head += b"\x0c"
             elif tag != DataTag.DATE_TIME:
                 return None
-            body, width = _CLOCK_FIELDS, 12
-            clock_field, clock_offset = field_index, cursor - pos + len(head)
-            field_index += _CLOCK_FIELD_COUNT
+            body, width = "12s", 12
+            clock_field = column
         elif tag == DataTag.OCTET_STRING:
             width = buf[cursor + 1]
             if width >= 0x80:
                 return None
             head += bytes((width,))
             body = f"{width}s"
-            field_index += 1
         else:
             fmt = _FIXED_FORMATS.get(tag)
             if fmt is None:
                 return None
-            body, width = fmt, struct.calcsize(">" + fmt)
+            body, width = fmt, _FIXED_WIDTHS[fmt]
             if scaler is not None and (tag in _SCALABLE or tag in _FLOATS):
                 scaled.append((column, tag in _FLOATS, scaler))
-            field_index += 1
         checks.extend((cursor - pos + k, b) for k, b in enumerate(head))
         header += head
         tag_fmt.append(f"{len(header)}s{width}x")
@@ -389,55 +387,89 @@ def _layout(buf: bytes, pos: int, plan: _Plan) -> _Layout | None:
     return _Layout(
         cursor - pos,
         tuple(checks),
-        struct.Struct("".join(tag_fmt)),
+        _struct("".join(tag_fmt)),
         tuple(expected),
-        struct.Struct("".join(value_fmt)),
+        _struct("".join(value_fmt)),
         clock_field,
-        clock_offset,
         tuple(scaled),
     )
 
 
-_TIMEZONES: dict[int, timezone] = {}
+#: The last layout seen per plan: a fleet's profiles have few shapes, and building one costs.
+_LAYOUTS: dict[_Plan, _Layout] = {}
+_LAYOUTS_MAX = 256
 
 
-def _clock_at(buf: bytes, offset: int) -> datetime | None:
-    """The capture time of the 12 bytes at ``offset`` by the exact rules of CosemDateTime.
+def _known_layout(buf: bytes, pos: int, plan: _Plan) -> _Layout | None:
+    """``_layout(buf, pos, plan)``, reusing the plan's last layout when the row's tag and length bytes match it.
 
-    Caches the time zone of a valid deviation so the next rows take the quick way.
+    Those bytes and the plan are all that ``_layout`` reads, so a match gives the same layout.
     """
-    value = CosemDateTime.decode(buf[offset : offset + 12])
-    if -720 <= value.deviation <= 720 and value.deviation not in _TIMEZONES:
-        _TIMEZONES[value.deviation] = offset_timezone(value.deviation)
-    return value.to_datetime()
+    known = _LAYOUTS.get(plan)
+    if known is not None and pos + known.size <= len(buf) and known.tags.unpack_from(buf, pos) == known.expected:
+        return known
+    layout = _layout(buf, pos, plan)
+    if layout is not None:
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        _LAYOUTS[plan] = layout
+    return layout
 
 
-def _fixed_row(fields: tuple[Any, ...], layout: _Layout, buf: bytes, row_start: int) -> tuple[Any, ...]:
+_TIMEZONES: dict[int, timezone] = {}
+#: Capture times by their 12 encoded bytes. The rows of a fleet's profiles share their interval
+#: stamps, and building an aware datetime costs more than the rest of a row; values are immutable.
+_CAPTURE_TIMES: dict[bytes, datetime | None] = {}
+_CAPTURE_TIMES_MAX = 16384
+_INT_ONLY = frozenset((int,))
+_make_row = partial(tuple.__new__, ProfileRow)
+
+
+def _decode_capture_time(raw: bytes) -> datetime | None:
+    """The capture time of 12 encoded bytes by the exact rules of ``CosemDateTime.to_datetime``."""
+    year, month, day, hour, minute, second, hundredths, deviation = _CLOCK_FIELDS.unpack(raw)
+    try:
+        return datetime(year, month, day, hour, minute, second, hundredths * 10000, _TIMEZONES[deviation])
+    except (KeyError, ValueError):
+        # Wildcards, DST markers, a deviation not seen yet: take the careful way.
+        value = CosemDateTime.decode(raw)
+        if -720 <= value.deviation <= 720 and value.deviation not in _TIMEZONES:
+            _TIMEZONES[value.deviation] = offset_timezone(value.deviation)
+        return value.to_datetime()
+
+
+def _capture_time(raw: bytes) -> datetime | None:
+    """``_decode_capture_time``, cached."""
+    try:
+        return _CAPTURE_TIMES[raw]
+    except KeyError:
+        pass
+    if len(_CAPTURE_TIMES) >= _CAPTURE_TIMES_MAX:
+        _CAPTURE_TIMES.clear()
+    when = _CAPTURE_TIMES[raw] = _decode_capture_time(raw)
+    return when
+
+
+def _capture_times(raws: Sequence[bytes]) -> list[datetime | None]:
+    """``_capture_time`` of each of ``raws``, decoding each distinct stamp not cached yet once."""
+    cache = _CAPTURE_TIMES
+    distinct = set(raws)
+    new = distinct.difference(cache)
+    if new and len(cache) + len(new) > _CAPTURE_TIMES_MAX:
+        cache.clear()
+        new = distinct
+    for raw in new:
+        cache[raw] = _decode_capture_time(raw)
+    return list(map(cache.__getitem__, raws))
+
+
+def _fixed_row(fields: tuple[Any, ...], layout: _Layout) -> tuple[Any, ...]:
     """The column values of a row unpacked with ``layout.values``."""
     ci = layout.clock_field
     if ci >= 0:
-        try:
-            when: datetime | None = datetime(
-                fields[ci],
-                fields[ci + 1],
-                fields[ci + 2],
-                fields[ci + 3],
-                fields[ci + 4],
-                fields[ci + 5],
-                fields[ci + 6] * 10000,
-                _TIMEZONES[fields[ci + 7]],
-            )
-        except (KeyError, ValueError):
-            # Wildcards, DST markers, odd deviations: take the careful way.
-            when = _clock_at(buf, row_start + layout.clock_offset)
-        fields = (*fields[:ci], when, *fields[ci + _CLOCK_FIELD_COUNT :])
+        fields = (*fields[:ci], _capture_time(fields[ci]), *fields[ci + 1 :])
     if layout.scaled:
-        cells = list(fields)
-        for column, is_float, scaler in layout.scaled:
-            cells[column] = (
-                _scale_float(cells[column], scaler) if is_float else apply_scaler(cells[column], scaler)
-            )
-        fields = tuple(cells)
+        fields = _scale_cells(fields, layout.scaled)
     return fields
 
 
@@ -465,44 +497,26 @@ def _uniform(buf: bytes, pos: int, count: int, layout: _Layout) -> bool:
     return all(buf[pos + offset :: size] == bytes((byte,)) * count for offset, byte in layout.checks)
 
 
-def _uniform_rows(
-    buf: bytes, pos: int, layout: _Layout, clock: int, status_index: int, rows: list[ProfileRow]
-) -> None:
-    """Rows of a buffer whose rows all have ``layout``: the hot loop, kept flat on purpose."""
-    append = rows.append
-    new_row = _new_row
-    row_type = ProfileRow
-    timezones = _TIMEZONES
-    scaled = layout.scaled
-    size = layout.size
+def _uniform_rows(buf: bytes, pos: int, count: int, layout: _Layout, status_index: int) -> list[ProfileRow]:
+    """Rows of a buffer whose ``count`` rows all have ``layout``: the hot path.
+
+    Built column by column so that the loops over the rows run in C (zip, map, set).
+    """
+    columns: list[Sequence[Any]] = list(zip(*layout.values.iter_unpack(buf[pos:]), strict=True))
     ci = layout.clock_field
-    tail = ci + _CLOCK_FIELD_COUNT
-    clock_at = pos + layout.clock_offset
-    values: tuple[Any, ...]
-    for fields in layout.values.iter_unpack(buf[pos:]):
-        when: datetime | None = None
-        if ci >= 0:
-            try:
-                when = datetime(
-                    fields[ci],
-                    fields[ci + 1],
-                    fields[ci + 2],
-                    fields[ci + 3],
-                    fields[ci + 4],
-                    fields[ci + 5],
-                    fields[ci + 6] * 10000,
-                    timezones[fields[ci + 7]],
-                )
-            except (KeyError, ValueError):
-                when = _clock_at(buf, clock_at)
-            values = (*fields[:ci], when, *fields[tail:])
-        else:
-            values = fields
-        clock_at += size
-        if scaled:
-            values = _scale_cells(values, scaled)
-        status = values[status_index] if status_index >= 0 else None
-        append(new_row(row_type, (when, status if type(status) is int else None, values, False)))
+    times: Iterable[datetime | None] = repeat(None)
+    if ci >= 0:
+        times = columns[ci] = _capture_times(columns[ci])
+    for column, is_float, scaler in layout.scaled:
+        scale: Callable[[Any, int], Any] = _scale_float if is_float else apply_scaler
+        columns[column] = list(map(scale, columns[column], repeat(scaler)))
+    statuses: Iterable[Any] = repeat(None)
+    if status_index >= 0:
+        statuses = columns[status_index]
+        if set(map(type, statuses)) != _INT_ONLY:
+            statuses = [status if type(status) is int else None for status in statuses]
+    values: Iterable[tuple[Any, ...]] = zip(*columns, strict=True) if columns else repeat((), count)
+    return list(map(_make_row, zip(times, statuses, values, repeat(False))))
 
 
 def _scale_cells(values: tuple[Any, ...], scaled: tuple[tuple[int, bool, int], ...]) -> tuple[Any, ...]:
@@ -526,12 +540,11 @@ def _parse(buf: bytes, columns: Sequence[ProfileColumn], capture_period: int | N
     status_index = plan.status
     new_row = _new_row
     row_type = ProfileRow
-    layout = _layout(buf, pos, plan) if count else None
+    layout = _known_layout(buf, pos, plan) if count else None
+    if layout is not None and _uniform(buf, pos, count, layout):
+        return _uniform_rows(buf, pos, count, layout, status_index)
     rows: list[ProfileRow] = []
     append = rows.append
-    if layout is not None and _uniform(buf, pos, count, layout):
-        _uniform_rows(buf, pos, layout, clock, status_index, rows)
-        return rows
     step = timedelta(seconds=capture_period) if capture_period else None
     previous: datetime | None = None
     attempts = 1
@@ -544,7 +557,7 @@ def _parse(buf: bytes, columns: Sequence[ProfileColumn], capture_period: int | N
             and pos + layout.size <= end
             and layout.tags.unpack_from(buf, pos) == layout.expected
         ):
-            values = _fixed_row(layout.values.unpack_from(buf, pos), layout, buf, pos)
+            values = _fixed_row(layout.values.unpack_from(buf, pos), layout)
             pos += layout.size
             status = values[status_index] if status_index >= 0 else None
             row = new_row(

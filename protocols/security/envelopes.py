@@ -94,6 +94,7 @@ for _plain, (_glo, _ded) in _CIPHERED_FORMS.items():
     _PLAIN_FORMS[_glo] = (_plain, False)
     _PLAIN_FORMS[_ded] = (_plain, True)
 _SERVICE_SPECIFIC = frozenset(_PLAIN_FORMS)
+_CIPHERED_APDU_TAGS = {int(tag): tag for tag in CipheredApduTag}
 
 
 def ciphered_tag(plain: int, *, dedicated: bool = False) -> CipheredApduTag:
@@ -166,7 +167,7 @@ class ServiceSpecificCipheredApdu:
             raise DecodeError(f"{len(buf) - end} bytes after the ciphered APDU", end)
         if len(content) < SECURITY_HEADER_SIZE:
             raise DecodeError("ciphered content shorter than its security header", 1)
-        return cls(CipheredApduTag(buf[0]), content)
+        return cls(_CIPHERED_APDU_TAGS[buf[0]], content)
 
 
 def _decode_system_title_and_content(buf: bytes, tag: int, name: str) -> tuple[bytes, bytes]:

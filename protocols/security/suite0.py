@@ -65,6 +65,12 @@ class SecurityControlField:
     def from_int(cls, value: int) -> SecurityControlField:
         if not 0 <= value <= 0xFF:
             raise DecodeError(f"security control byte {value} out of range")
+        if cls is SecurityControlField:
+            return _SECURITY_CONTROLS[value]  # immutable: one object per byte value
+        return cls._build(value)
+
+    @classmethod
+    def _build(cls, value: int) -> SecurityControlField:
         return cls(
             security_suite=value & 0x0F,
             authenticated=bool(value & cls.AUTHENTICATED),
@@ -72,6 +78,9 @@ class SecurityControlField:
             broadcast_key=bool(value & cls.BROADCAST_KEY),
             compressed=bool(value & cls.COMPRESSED),
         )
+
+
+_SECURITY_CONTROLS = tuple(SecurityControlField._build(value) for value in range(0x100))
 
 
 @dataclass(frozen=True, slots=True)

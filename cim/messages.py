@@ -26,6 +26,8 @@ any other takes the lxml path, which also refuses what XML cannot carry.
 
 from __future__ import annotations
 
+import hashlib
+import operator
 import re
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type hints
 
@@ -190,6 +192,10 @@ _SET_METER = _slot_setter(IntervalReading, "meter")
 _SET_OBIS = _slot_setter(IntervalReading, "obis")
 _SET_END = _slot_setter(IntervalReading, "end")
 _SET_VALUE = _slot_setter(IntervalReading, "value")
+_SET_QUALITIES = _slot_setter(IntervalReading, "qualities")
+#: What ``IntervalReading.unchecked`` does, for a caller that inlines it in its loop (``cim.outbox``: one
+#: call frame less per reading): ``object.__new__(IntervalReading)``, then these setters in field order.
+_INTERVAL_SETTERS = (_SET_METER, _SET_OBIS, _SET_END, _SET_VALUE, _SET_QUALITIES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,13 +293,9 @@ def _closing_day(moment: datetime) -> date:
     return (moment - _JUST_BEFORE).date()
 
 
-class _Keyed(NamedTuple):
-    """An item with its identity and time, computed once (a tuple: cheap, and sorts by meter, time, identity)."""
-
-    meter: str
-    time: datetime
-    key: str
-    item: _Item
+#: An item with its identity and time, computed once: (meter, time, identity, item). A plain tuple: the cheapest
+#: thing to make (a named tuple costs five times as much, once per reading), and it sorts by meter, time, identity.
+_Keyed = tuple[str, datetime, str, _Item]
 
 
 def _unique(items: Iterable[_Item]) -> list[_Keyed]:
@@ -308,7 +310,7 @@ def _unique(items: Iterable[_Item]) -> list[_Keyed]:
         key = _identity(item)
         if key in seen:
             raise CimInputError(f"given twice: {key.replace('|', ' ')}")
-        seen[key] = _Keyed(item.meter, moment, key, item)
+        seen[key] = (item.meter, moment, key, item)
     # Identities are unique, so sorting the tuples themselves never compares the items: (meter, time, identity).
     return sorted(seen.values())
 
@@ -316,37 +318,57 @@ def _unique(items: Iterable[_Item]) -> list[_Keyed]:
 def _unique_readings(intervals: Sequence[object], registers: Sequence[object]) -> list[_Keyed]:
     """``_unique`` of the intervals then the registers, each checked to be of its kind (``_only``'s errors).
 
-    One loop with the identity written inline: the outbox calls this for every store, ~200 readings a meter-day.
+    One loop per kind with the identity written inline: the outbox calls this for every store, ~200
+    readings a meter-day (and thousands for a batch of meters). Duplicates are looked for only when
+    the identities are fewer than the readings (``_first_duplicate``, with the errors it always gave).
     """
     seen: dict[str, _Keyed] = {}
     iso = _iso
-    make = tuple.__new__  # what _Keyed(...) calls, without its Python frame
     for item in intervals:
         if type(item) is not IntervalReading and not isinstance(item, IntervalReading):  # the exact type first: cheaper
             _only(intervals, (IntervalReading,), "intervals")  # raises, with the message it always gave
             raise AssertionError("unreachable")  # pragma: no cover  # _only raised
         key = f"interval|{item.meter}|{item.obis}|{iso(item.end)}"
-        if key in seen:
-            _only(intervals, (IntervalReading,), "intervals")  # a wrong kind is reported before a duplicate
-            _only(registers, (RegisterReading,), "registers")
-            raise CimInputError(f"given twice: {key.replace('|', ' ')}")
-        seen[key] = make(_Keyed, (item.meter, item.end, key, item))
+        seen[key] = (item.meter, item.end, key, item)
     for item in registers:
         if type(item) is not RegisterReading and not isinstance(item, RegisterReading):  # the exact type first: cheaper
             _only(registers, (RegisterReading,), "registers")
             raise AssertionError("unreachable")  # pragma: no cover  # _only raised
         key = f"{item.kind}|{item.meter}|{item.obis}|{iso(item.time)}"
-        if key in seen:
-            _only(intervals, (IntervalReading,), "intervals")
-            _only(registers, (RegisterReading,), "registers")
-            raise CimInputError(f"given twice: {key.replace('|', ' ')}")
-        seen[key] = make(_Keyed, (item.meter, item.time, key, item))
+        seen[key] = (item.meter, item.time, key, item)
+    if len(seen) != len(intervals) + len(registers):
+        _first_duplicate(intervals, registers)
     return sorted(seen.values())
 
 
+def _first_duplicate(intervals: Sequence[object], registers: Sequence[object]) -> None:
+    """Raise for the first reading given twice (every reading is known to be of its kind)."""
+    _only(registers, (RegisterReading,), "registers")  # a wrong kind is reported before a duplicate
+    seen: set[str] = set()
+    for item in (*intervals, *registers):
+        assert isinstance(item, IntervalReading | RegisterReading)  # checked by the caller
+        key = _identity(item)
+        if key in seen:
+            raise CimInputError(f"given twice: {key.replace('|', ' ')}")
+        seen.add(key)
+    raise AssertionError("no duplicate")  # pragma: no cover  # the caller counted one
+
+
+_ID_PREFIX = _ID_NAMESPACE.bytes
+
+
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_ID_NAMESPACE, name))`` without the ``UUID`` object (once per message and per set)."""
+    digest = bytearray(hashlib.sha1(_ID_PREFIX + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def _message_id(noun: str, correlation_id: str | None, keys: Iterable[str]) -> str:
-    text = "\n".join((noun, correlation_id or "", *sorted(keys)))
-    return str(uuid.uuid5(_ID_NAMESPACE, text))
+    ordered = sorted(keys)
+    return _uuid5("\n".join((noun, correlation_id or "", *ordered)))
 
 
 def _id_keys(items: Iterable[_Keyed]) -> list[str]:
@@ -356,8 +378,8 @@ def _id_keys(items: Iterable[_Keyed]) -> list[str]:
     news: the later message must not get the id of the first (the outbox would drop it as a duplicate).
     """
     return [
-        f"{keyed.key}|missing" if isinstance(keyed.item, IntervalReading) and keyed.item.value is None else keyed.key
-        for keyed in items
+        f"{key}|missing" if isinstance(item, IntervalReading) and item.value is None else key
+        for _, _, key, item in items
     ]
 
 
@@ -427,8 +449,18 @@ def _reading_type_definition(out: list[str], entry: ReadingTypeEntry) -> None:
     )
 
 
+@lru_cache(maxsize=1024)
 def _obis_order(obis: str) -> tuple[int, ...]:
     return tuple(int(g) for g in obis.split("."))
+
+
+_NEVER = float("inf")  # no int is at least this: the inline case does not apply
+
+
+@lru_cache(maxsize=8192)
+def _interval_head(moment: datetime) -> str:
+    # An IntervalReadings element up to its value, memoised: the meters of a batch share their interval ends.
+    return f"<IntervalReadings><timeStamp>{_iso(moment)}</timeStamp>"
 
 
 def _quality_refs(codes: tuple[str, ...]) -> str:
@@ -456,47 +488,50 @@ def _meter_readings_text(readings: Sequence[_Reading], tables: CimTables) -> tup
     out: list[str] = [f'<MeterReadings xmlns="{METER_READINGS_NS}">']
     types: dict[str, ReadingTypeEntry] = {}
     qualities: set[str] = set()
-    iso = _iso
-    by_meter: dict[str, list[_Reading]] = {}
+    # One pass: per meter, its channels (each in the order given: time order) and its registers.
+    by_meter: dict[str, tuple[dict[str, list[IntervalReading]], list[RegisterReading]]] = {}
     for reading in readings:
-        group = by_meter.get(reading.meter)
-        if group is None:
-            group = by_meter[reading.meter] = []
-        group.append(reading)
+        groups = by_meter.get(reading.meter)
+        if groups is None:
+            groups = by_meter[reading.meter] = ({}, [])
+        if type(reading) is IntervalReading or isinstance(reading, IntervalReading):
+            channel = groups[0].get(reading.obis)
+            if channel is None:
+                channel = groups[0][reading.obis] = []
+            channel.append(reading)
+        else:
+            groups[1].append(reading)  # a reading that is not an interval
+    head = _interval_head
     for meter in sorted(by_meter):
         out.append("<MeterReading>")
-        channels: dict[str, list[IntervalReading]] = {}
-        registers: list[RegisterReading] = []
-        for reading in by_meter[meter]:
-            if type(reading) is IntervalReading or isinstance(reading, IntervalReading):
-                channel = channels.get(reading.obis)
-                if channel is None:
-                    channel = channels[reading.obis] = []
-                channel.append(reading)
-            else:
-                registers.append(reading)  # a reading that is not an interval
+        channels, registers = by_meter[meter]
         # One IntervalBlock per channel; its ReadingType reference comes after its IntervalReadings (XSD order).
         for obis in sorted(channels, key=_obis_order):
             entry = tables.reading_type(obis, "interval")
             types[entry.code] = entry
             multiplier = entry.multiplier
             out.append("<IntervalBlocks>")
-            scale = 10**multiplier if multiplier > 0 else 0
+            # _number's common case inline: a non-negative int with at least one digit before the point (Wh in
+            # kWh) is its digits with the point put in; an int for a multiplier 0 is its digits.
+            floor: float = 10**multiplier if multiplier > 0 else 0 if multiplier == 0 else _NEVER
+            cut = -multiplier if multiplier > 0 else 0
             for interval in channels[obis]:  # in time order: the items come sorted by (meter,) time
                 number = interval.value
-                if number is None:
+                if type(number) is int and number >= floor:
+                    if cut:
+                        digits = str(number)
+                        value = f"<value>{digits[:cut]}.{digits[cut:]}</value>"
+                    else:
+                        value = f"<value>{number}</value>"
+                elif number is None:
                     value = ""
-                elif type(number) is int and scale and number >= 0:  # _number's common case, inline (Wh in kWh)
-                    whole, fraction = divmod(number, scale)
-                    value = f"<value>{whole}.{fraction:0{multiplier}d}</value>"
                 else:
                     value = f"<value>{_number(number, multiplier)}</value>"
                 if interval.qualities:
-                    out.append(f"<IntervalReadings><timeStamp>{iso(interval.end)}</timeStamp>{value}"
-                               f"{_quality_refs(interval.qualities)}</IntervalReadings>")
+                    out.append(f"{head(interval.end)}{value}{_quality_refs(interval.qualities)}</IntervalReadings>")
                     qualities.update(interval.qualities)
                 else:
-                    out.append(f"<IntervalReadings><timeStamp>{iso(interval.end)}</timeStamp>{value}</IntervalReadings>")
+                    out.append(f"{head(interval.end)}{value}</IntervalReadings>")
             out.append(f'<ReadingType ref="{entry.code}"/></IntervalBlocks>')
         free.append(meter)
         name = _escape(meter)
@@ -565,19 +600,19 @@ def _meter_readings_bytes(
 
 
 def _event_mrid(key: str) -> str:
-    return str(uuid.uuid5(_ID_NAMESPACE, key))
+    return _uuid5(key)
 
 
 def _end_device_events_payload(events: Sequence[_Keyed], tables: CimTables) -> etree._Element:
     root = etree.Element(_E.EndDeviceEvents, nsmap={None: END_DEVICE_EVENTS_NS})
     types: dict[str, EventTypeEntry] = {}
     for keyed in events:
-        event = keyed.item
+        event = keyed[3]
         assert isinstance(event, DeviceEvent)  # the caller passes events only
         entry = tables.event_type(event.log, event.code)
         types[entry.code] = entry
         element = _SubElement(root, _E.EndDeviceEvent)
-        _leaf(element, _E.mRID, _event_mrid(keyed.key))
+        _leaf(element, _E.mRID, _event_mrid(keyed[2]))
         _leaf(element, _E.createdDateTime, _iso(event.time))
         if event.name:
             _leaf(element, _E.reason, event.name)
@@ -633,19 +668,23 @@ def _envelope(
 # --- builders -------------------------------------------------------------------------------------------------------
 
 
+_ITEM = operator.itemgetter(3)  # a _Keyed's item, as a C function for map
+_METER = operator.itemgetter(0)  # a _Keyed's meter
+
+
 def _build(
     noun: str, items: Sequence[_Keyed], tables: CimTables, *, message_id: str, correlation_id: str | None,
     timestamp: datetime, source: str, part: _Part | None,
 ) -> CimMessage:
     xml: bytes | None = None
     if noun == "MeterReadings":
-        readings = [k.item for k in items if isinstance(k.item, (IntervalReading, RegisterReading))]
+        readings: list[_Reading] = list(map(_ITEM, items))  # the callers give readings only
         xml = _meter_readings_bytes(readings, tables, message_id=message_id, correlation_id=correlation_id,
                                     timestamp=timestamp, source=source, part=part)
         if xml is None:
             payload = _meter_readings_payload(readings, tables)
     else:
-        payload = _end_device_events_payload([k for k in items if isinstance(k.item, DeviceEvent)], tables)
+        payload = _end_device_events_payload([k for k in items if isinstance(k[3], DeviceEvent)], tables)
     if xml is None:
         xml = _envelope(
             noun, payload, message_id=message_id, correlation_id=correlation_id, timestamp=timestamp, source=source,
@@ -654,7 +693,7 @@ def _build(
     return CimMessage(
         message_id=message_id, noun=noun, correlation_id=correlation_id, part=part.number if part else 1,
         parts=part.count if part else 1, set_id=part.set_id if part else None,
-        meters=tuple(sorted({k.meter for k in items})), count=len(items), xml=xml,
+        meters=tuple(sorted(set(map(_METER, items)))), count=len(items), xml=xml,
     )
 
 
@@ -722,9 +761,9 @@ def end_device_events_message(
 
 def _group_key(per: SplitBy) -> Callable[[_Keyed], Hashable]:
     if per == "meter-day":
-        return lambda k: (k.meter, _closing_day(k.time))
+        return lambda k: (k[0], _closing_day(k[1]))
     if per == "meter":
-        return lambda k: k.meter
+        return lambda k: k[0]
     if per == "all":
         return lambda k: ()
     raise CimInputError(f"split by must be 'meter-day', 'meter' or 'all', not {per!r}")
@@ -741,9 +780,9 @@ def _chunks(items: Sequence[_Keyed], per: SplitBy, max_values: int) -> list[list
         day: date | None = None
         group: list[_Keyed] = []
         for item in items:  # items are sorted (meter, time, identity): groups come out in that order
-            item_day = closing(item.time)
-            if item_day != day or item.meter != meter:  # a look-up only where the group may change
-                meter, day = item.meter, item_day
+            item_day = closing(item[1])
+            if item_day != day or item[0] != meter:  # a look-up only where the group may change
+                meter, day = item[0], item_day
                 group = groups.setdefault((meter, day), [])
             group.append(item)
     else:
@@ -755,7 +794,7 @@ def _chunks(items: Sequence[_Keyed], per: SplitBy, max_values: int) -> list[list
             chunks.append(group)
             continue
         # Cut by time first, so a part covers a contiguous stretch of the group.
-        ordered = sorted(group, key=lambda k: (k.time, k.key))
+        ordered = sorted(group, key=lambda k: (k[1], k[2]))
         chunks.extend(ordered[start : start + max_values] for start in range(0, len(ordered), max_values))
     return chunks
 
@@ -769,7 +808,7 @@ def _split(
     if not chunks:
         return []
     ids = [_message_id(noun, correlation_id, _id_keys(chunk)) for chunk in chunks]
-    set_id = str(uuid.uuid5(_ID_NAMESPACE, "\n".join(("set", noun, correlation_id or "", *ids))))
+    set_id = _uuid5("\n".join(("set", noun, correlation_id or "", *ids)))
     table = tables or default_tables()
     return [
         _build(

@@ -60,7 +60,7 @@ from hes.keys import load_master_key
 from hes.registry import Registry
 from hes.session import ConcentratorLimits, Timeouts
 from scheduler.contract import Command, ExecutionContext, WorkItem
-from scheduler.n2pload import collect_daily, collect_profile, pass_meters
+from scheduler.n2pload import collect_meter, pass_meters
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
 from simulators.fleet import Fleet, FleetOptions
 from simulators.manifest import read_manifest
@@ -138,7 +138,7 @@ async def _pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkI
 
     async def one(profile: WorkItem, daily: WorkItem) -> None:
         async with gate:
-            for outcome in (await collect_profile(context, profile), await collect_daily(context, daily)):
+            for outcome in await collect_meter(context, [profile, daily]):
                 states[outcome.state] += 1
                 if outcome.state == "FAIL":
                     states[f"FAIL: {outcome.reason}"] += 1

@@ -9,7 +9,7 @@ FAIL and attempts remain, and summarises the run. Executors never touch the item
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -24,6 +24,7 @@ __all__ = [
     "Command",
     "ExecutionContext",
     "Executor",
+    "GroupExecutor",
     "ItemOutcome",
     "ItemState",
     "READ_COMMANDS",
@@ -99,3 +100,16 @@ class Executor(Protocol):
     """Runs one work item against the field and stores what it read."""
 
     async def __call__(self, context: ExecutionContext, item: WorkItem) -> ItemOutcome: ...
+
+
+class GroupExecutor(Executor, Protocol):
+    """An executor that can also run several commands of one meter together (one session for all of them).
+
+    The engine gives ``many`` the items of one meter in one run whose executors share the same
+    ``together`` key (N2PLoad's ``profile`` and ``daily``), and records the outcomes it returns,
+    one per item in order; an item claimed alone still goes through ``__call__``.
+    """
+
+    together: str
+
+    async def many(self, context: ExecutionContext, items: Sequence[WorkItem]) -> list[ItemOutcome]: ...

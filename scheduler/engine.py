@@ -5,7 +5,9 @@ PENDING and the orders it left open are closed FAIL "interrupted"), claim due it
 (PostgreSQL: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so several
 workers share one fleet and never claim the same item; SQLite: the same statement, which SQLite
 serialises), run each under a per-concentrator budget and an overall one, and record outcomes in
-batches. Leases are renewed while items run; an outcome is written only while the worker still
+batches. A meter's items of one run whose executors share a ``together`` key (``GroupExecutor``:
+N2PLoad's profile and daily values) run as one unit, in one session; each still has its own outcome.
+Leases are renewed while items run; an outcome is written only while the worker still
 holds the item's lease. A retryable FAIL goes back to PENDING after the run's retry delay while
 attempts remain. When an executor says the concentrator itself was unreachable, the DC's other
 items of the run that are due are failed at once with the same reason (and retried as the run
@@ -20,7 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -34,7 +36,7 @@ from hes.db.models import Order, utcnow
 from hes.db.stored import correlation
 from hes.session import ConcentratorLimits
 from protocols.errors import DlmsError
-from scheduler.contract import ExecutionContext, Executor, ItemOutcome, WorkItem
+from scheduler.contract import ExecutionContext, Executor, GroupExecutor, ItemOutcome, WorkItem
 from scheduler.models import Plan, PlanItem, PlanRun
 from scheduler.plans import Plans, next_opening, window_open
 
@@ -330,44 +332,81 @@ class Worker:
 
     # --- the asyncio side --------------------------------------------------------------------------------
 
-    async def _execute(self, item: WorkItem, claimed_at: float) -> None:
-        dc = item.concentrator_id
+    def _groups(self, items: list[WorkItem]) -> list[list[WorkItem]]:
+        """Claimed items as units of work: a meter's items of one run whose executors go together (one
+        session, ``GroupExecutor``) form one unit, every other item is a unit of its own; claim order kept."""
+        units: list[list[WorkItem]] = []
+        together: dict[tuple[int, int, str], list[WorkItem]] = {}
+        for item in items:
+            key = getattr(self.executors.get(item.command), "together", None)
+            if not isinstance(key, str):
+                units.append([item])
+                continue
+            unit = together.get((item.run_id, item.meter_id, key))
+            if unit is None or any(other.command == item.command for other in unit):
+                unit = together[(item.run_id, item.meter_id, key)] = []
+                units.append(unit)
+            unit.append(item)
+        return units
+
+    async def _execute(self, items: list[WorkItem], claimed_at: float) -> None:
+        first = items[0]
+        dc = first.concentrator_id
         async with contextlib.AsyncExitStack() as stack:
             if dc is not None:
                 await stack.enter_async_context(self._dc_limits.slot(dc))
             await stack.enter_async_context(self._overall)
-            down = self._down.get((item.run_id, dc)) if dc is not None else None
+            down = self._down.get((first.run_id, dc)) if dc is not None else None
             if down is not None and down[1] >= claimed_at:
-                outcome = ItemOutcome("FAIL", reason=down[0], retryable=True, concentrator_unreachable=True)
-                self.stats.failed_fast += 1
+                outcomes = [ItemOutcome("FAIL", reason=down[0], retryable=True, concentrator_unreachable=True)
+                            for _ in items]
+                self.stats.failed_fast += len(items)
             else:
-                outcome = await self._call(item)
-                self.stats.executed += 1
+                outcomes = [await self._call(first)] if len(items) == 1 else await self._call_many(items)
+                self.stats.executed += len(items)
         crash_point("plan-item-before-record")
-        if outcome.concentrator_unreachable and dc is not None:
-            reason = outcome.reason or f"concentrator {dc} is unreachable"
-            if (item.run_id, dc) not in self._down or self._down[(item.run_id, dc)][1] < claimed_at:
-                self._down[(item.run_id, dc)] = (reason, time.monotonic())
-                self.fail_concentrator(item, outcome)
-        self.record(item, outcome)
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome.concentrator_unreachable and dc is not None:
+                reason = outcome.reason or f"concentrator {dc} is unreachable"
+                if (item.run_id, dc) not in self._down or self._down[(item.run_id, dc)][1] < claimed_at:
+                    self._down[(item.run_id, dc)] = (reason, time.monotonic())
+                    self.fail_concentrator(item, outcome)
+            self.record(item, outcome)
 
     async def _call(self, item: WorkItem) -> ItemOutcome:
         executor = self.executors.get(item.command)
         if executor is None:
             return ItemOutcome("FAIL", reason=f"no executor for command {item.command!r} in this worker")
+        return (await self._guarded([item], lambda: executor(self._context(item.run_id), item)))[0]
+
+    async def _call_many(self, items: list[WorkItem]) -> list[ItemOutcome]:
+        executor = cast(GroupExecutor, self.executors[items[0].command])
+        return await self._guarded(items, lambda: executor.many(self._context(items[0].run_id), items))
+
+    async def _guarded(self, items: list[WorkItem], call: Callable[[], Awaitable[Any]]) -> list[ItemOutcome]:
+        """Run ``call`` (one item's executor, or several items' group) as the engine runs executors: under the
+        run's correlation and the item timeout; an exception fails every item given."""
+        what = "+".join(item.command for item in items)
+
+        def failed(reason: str, retryable: bool = False) -> list[ItemOutcome]:
+            return [ItemOutcome("FAIL", reason=reason, retryable=retryable) for _ in items]
+
         try:
-            with correlation(item.correlation_id):
+            with correlation(items[0].correlation_id):
                 async with asyncio.timeout(self.options.item_timeout):
-                    return await executor(self._context(item.run_id), item)
+                    result = await call()
         except TimeoutError:
-            return ItemOutcome("FAIL", reason=f"{item.command} took longer than {self.options.item_timeout:.0f} s "
-                                              "(a retry can help)", retryable=True)
+            return failed(f"{what} took longer than {self.options.item_timeout:.0f} s (a retry can help)", True)
         except DlmsError as exc:
-            retryable = bool(getattr(exc, "retryable", False))
-            return ItemOutcome("FAIL", reason=f"{type(exc).__name__}: {exc}", retryable=retryable)
-        except Exception as exc:  # a bug in an executor fails its item, never the worker
-            logger.exception("executor %s failed on %s", item.command, item.serial)
-            return ItemOutcome("FAIL", reason=f"internal error: {type(exc).__name__}: {exc}")
+            return failed(f"{type(exc).__name__}: {exc}", bool(getattr(exc, "retryable", False)))
+        except Exception as exc:  # a bug in an executor fails its items, never the worker
+            logger.exception("executor %s failed on %s", what, items[0].serial)
+            return failed(f"internal error: {type(exc).__name__}: {exc}")
+        outcomes = [result] if isinstance(result, ItemOutcome) else list(result)
+        if len(outcomes) != len(items):
+            logger.error("executor %s gave %d outcomes for %d items", what, len(outcomes), len(items))
+            return failed(f"internal error: {len(outcomes)} outcomes for {len(items)} items")
+        return outcomes
 
     def _maintenance(self, *, reap: bool = False, flush: bool = False) -> None:
         """Take over expired leases now and then, renew ours, write queued outcomes when due."""
@@ -394,7 +433,7 @@ class Worker:
         With ``run_id`` and not ``wait_retries``, return as soon as nothing of the run is due now
         (items waiting for a retry are left to the daemon or the next pass).
         """
-        inflight: dict[asyncio.Task[None], WorkItem] = {}
+        inflight: dict[asyncio.Task[None], list[WorkItem]] = {}
         # Bound to this event loop (a worker may work in several loops one after the other).
         self._dc_limits = ConcentratorLimits(default=self.options.per_concentrator)
         self._overall = asyncio.Semaphore(self.options.concurrency)
@@ -406,9 +445,9 @@ class Worker:
                 wanted = room >= self.options.concurrency or not inflight
                 claimed = self.claim(min(room, self.options.batch), run_id) if wanted else []
                 claimed_at = time.monotonic()
-                for item in claimed:
-                    task = asyncio.create_task(self._execute(item, claimed_at), name=f"plan-item:{item.item_id}")
-                    inflight[task] = item
+                for unit in self._groups(claimed):
+                    task = asyncio.create_task(self._execute(unit, claimed_at), name=f"plan-item:{unit[0].item_id}")
+                    inflight[task] = unit
                 if inflight:
                     done, _ = await asyncio.wait(inflight, timeout=self.options.poll if not claimed else 0.05,
                                                  return_when=asyncio.FIRST_COMPLETED)
@@ -444,7 +483,7 @@ class Worker:
                 await asyncio.gather(*inflight, return_exceptions=True)
             self.flush()
             if inflight:
-                self._release(list(inflight.values()))
+                self._release([item for unit in inflight.values() for item in unit])
         return self.stats
 
     def _release(self, items: list[WorkItem]) -> None:

@@ -2,7 +2,8 @@
 
 Each read is a full order of the head-end (checks, order, audit, idempotent storage), so a plan's
 reads are traced like an operator's. ``profile`` and ``daily`` are N2PLoad's own executors
-(``scheduler.n2pload``: watermarks, selective access from the watermark, gaps); ``default_executors``
+(``scheduler.n2pload``: watermarks, selective access from the watermark, gaps; a meter's two share
+one session when the engine claims them together); ``default_executors``
 wires them all. A FAIL whose reason says the concentrator itself was unreachable (``hes.reads`` says
 "concentrator X is unreachable" both when it failed to connect and when it did not contact a DC
 known to be down) is flagged ``concentrator_unreachable`` so the engine fails the DC's other items.
@@ -99,11 +100,11 @@ class RelayExecutor:
 
 def default_executors() -> dict[str, Executor]:
     """The executor of every command: N2PLoad's for profile and daily, reads and relay orders for the others."""
-    from scheduler.n2pload import collect_daily, collect_profile
+    from scheduler.n2pload import N2PLoadExecutor
 
     return {
-        "profile": collect_profile,
-        "daily": collect_daily,
+        "profile": N2PLoadExecutor("profile"),
+        "daily": N2PLoadExecutor("daily"),
         "events": ReadExecutor("events"),
         "registers": ReadExecutor("registers"),
         "clock": ReadExecutor("clock"),

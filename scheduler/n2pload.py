@@ -47,9 +47,10 @@ from sqlalchemy.orm import Session
 from hes.crash import crash_point
 from hes.db.counters import COUNTER_LIMIT, CounterExhausted, reserve_counters
 from hes.db.engine import StorageError, storage_errors
+from hes.db.group_commit import for_loop
 from hes.db.models import IntervalValue, Meter
-from hes.db.readings import IntervalRow, MissingInterval, RegisterRow, store_intervals, store_registers
-from hes.db.stored import StoredBatch, current_correlation, notify
+from hes.db.readings import IntervalRow, MissingInterval, RegisterRow, store_many
+from hes.db.stored import StoredBatch, correlation, current_correlation, notify
 from hes.db.stored import listeners as stored_listeners
 from hes.model import CounterReservation, MeterSecurity, MeterTarget, ViaConcentrator
 from hes.reads import (
@@ -80,7 +81,9 @@ __all__ = [
     "MAX_SPAN",
     "QUALITY_AFTER_GAP",
     "PassMeter",
+    "N2PLoadExecutor",
     "collect_daily",
+    "collect_meter",
     "collect_profile",
     "pass_meters",
 ]
@@ -137,6 +140,7 @@ class _Kind:
 
 _PROFILE = _Kind(LOAD_PROFILE, "profile", "load profile")
 _DAILY = _Kind(DAILY_VALUES, "daily", "daily values")
+_KINDS = {"profile": _PROFILE, "daily": _DAILY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +235,9 @@ class _Plan:
 @dataclass(slots=True)
 class _Progress:
     associated: bool = False
+    #: The session's counters: how many it used, and the last one the device sent.
+    used: int | None = None
+    received: int | None = None
 
 
 @dataclass(slots=True)
@@ -238,8 +245,6 @@ class _Read:
     rows: list[ProfileRow]
     shape: _Shape
     shape_changed: bool
-    used: int | None
-    received: int | None
 
 
 class _Refused(Exception):
@@ -325,6 +330,13 @@ def _sql(connection: Connection, statement: str, parameters: Sequence[Any]) -> A
     return cursor
 
 
+def _sql_many(connection: Connection, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``_sql`` for many parameter rows: one executemany."""
+    if connection.dialect.name == "postgresql":
+        statement = statement.replace("?", "%s")
+    connection.connection.cursor().executemany(statement, [tuple(row) for row in rows])
+
+
 def _to_db(connection: Connection, moment: datetime | None) -> Any:
     """An aware instant as ``UtcDateTime`` stores it: SQLite's DATETIME text of the UTC instant, else as is."""
     if moment is None:
@@ -340,83 +352,145 @@ def _from_db(value: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _prepare(context: ExecutionContext, item: WorkItem, kind: _Kind) -> tuple[_Plan, MeterTarget | None,
-                                                                              CounterReservation | None]:
-    """The plan, and for a DC meter its target and counters, in one transaction (the reservation committed)."""
-    engine = context.engine
+def _plan_in(connection: Connection, context: ExecutionContext, item: WorkItem, kind: _Kind,
+             now: datetime) -> tuple[_Plan, MeterTarget | None]:
+    """What to ask ``item``'s meter for (``kind``), and for a DC meter its target; ``_Refused`` if it cannot be."""
     obis = str(kind.obis)
-    with storage_errors(engine), engine.begin() as connection:
-        row = _sql(connection, _PLAN_SQL, (obis, obis, item.meter_id)).fetchone()
-        if row is None:
-            raise _Refused(f"meter {item.serial} is not registered")
-        (meter_id, serial, state, dc_id, logical_device, physical, host, serial_device, client_sap, created,
-         collected_until, shape_text, known_period, dc_row, dc_host, dc_port, dc_sap, dc_wport, dc_network,
-         dc_updated, gap_count) = row
-        if state != "commissioned":
-            raise _Refused(f"meter {serial} is {state}, not commissioned: it is not collected")
-        if dc_id is None and host is None and serial_device is None:
-            raise _Refused(f"meter {serial} is linked to no concentrator and has no direct address")
-        if dc_id is not None and (logical_device is None or physical is None or dc_row is None):
-            raise _Refused(f"meter {serial}: its link to concentrator {dc_id} is incomplete")
-        open_gaps: list[tuple[int, datetime, datetime, int, int]] = []
-        lost_gaps: set[datetime] = set()
-        if gap_count:
-            for ident, first_missing, last_missing, missing, attempts, gap_state in _sql(
-                    connection, _GAPS_SQL, (meter_id, obis)).fetchall():
-                first_at, last_at = _from_db(first_missing), _from_db(last_missing)
-                assert first_at is not None and last_at is not None  # NOT NULL columns
-                if gap_state == "open":
-                    open_gaps.append((int(ident), first_at, last_at, int(missing), int(attempts)))
-                else:
-                    lost_gaps.add(first_at)
-        # A DC keeps one server invocation counter per logical device: the replay floor is per LD.
-        received_key, received_sap = ((serial, client_sap) if dc_id is None
-                                      else (received_device(dc_id, logical_device), dc_sap))
-        received = _sql(connection, _RECEIVED_SQL, (received_key, received_sap)).fetchone()
-        last_received = None if received is None else received[0]
-        now = context.now().astimezone(UTC)
-        end = (item.end or now).astimezone(UTC)
-        mark = _from_db(collected_until)
-        if mark is not None:
-            start, first = mark, False
-        else:
-            # Everything since the meter was registered, and at least the last DEFAULT_LOOKBACK: a first
-            # collection that fails (or is never tried, its DC being down) does not let the start slide.
-            registered = _from_db(created) or now
-            start = (item.start or min(registered, end - DEFAULT_LOOKBACK)).astimezone(UTC)
-            first = True
-            if kind is _PROFILE and item.start is None:
-                # Start on an interval boundary, so the first pass sees whole intervals.
-                start -= timedelta(seconds=int(start.timestamp()) % _DEFAULT_PERIOD, microseconds=start.microsecond)
-        end = min(end, start + MAX_SPAN)
-        if not first and known_period and end - start < timedelta(seconds=int(known_period)):
-            # Less than one capture period since the last row: nothing can be new, nothing is asked
-            # (an hourly N2PLoad reads the daily values once a day, not every pass).
-            end = start
-        plan = _Plan(int(meter_id), serial, dc_id, start, end, first, shape_text, open_gaps, lost_gaps,
-                     received_key, int(received_sap), None if last_received is None else int(last_received))
-        if dc_id is None or end <= start:
-            return plan, None, None
-        route = ViaConcentrator(
-            concentrator_id=dc_id, host=dc_host, port=int(dc_port),
-            dc_security=_dc_security(context, dc_id, serial, _from_db(dc_updated)), dc_client_sap=int(dc_sap),
-            management_wport=int(dc_wport), logical_device=int(logical_device), network_id=int(dc_network),
-            physical_address=bytes(physical), mode="concentrated",
-        )
-        # A concentrated read associates with the DC's logical device, with the DC's security: the
-        # meter's own keys are not used (nor decrypted).
-        target = MeterTarget(serial=serial, route=route, security=MeterSecurity(), client_sap=int(client_sap))
-        reservation: CounterReservation | None = None
-        if route.dc_security.policy == "hls-gmac":
-            count = counter_budget(kind.command, start, end)
-            limit = int(_sql(connection, _RESERVE_SQL, (dc_id, int(dc_sap), 1 + count, _to_db(connection, now),
-                                                        count)).fetchone()[0])
-            if limit > COUNTER_LIMIT:
-                raise CounterExhausted(f"invocation counters of {dc_id} (client SAP {dc_sap}) are used up: rekey it")
-            reservation = CounterReservation(start=limit - count, limit=limit, last_received=plan.last_received)
-        else:
-            reservation = CounterReservation(start=1, limit=2**32)
-    return plan, target, reservation
+    row = _sql(connection, _PLAN_SQL, (obis, obis, item.meter_id)).fetchone()
+    if row is None:
+        raise _Refused(f"meter {item.serial} is not registered")
+    (meter_id, serial, state, dc_id, logical_device, physical, host, serial_device, client_sap, created,
+     collected_until, shape_text, known_period, dc_row, dc_host, dc_port, dc_sap, dc_wport, dc_network,
+     dc_updated, gap_count) = row
+    if state != "commissioned":
+        raise _Refused(f"meter {serial} is {state}, not commissioned: it is not collected")
+    if dc_id is None and host is None and serial_device is None:
+        raise _Refused(f"meter {serial} is linked to no concentrator and has no direct address")
+    if dc_id is not None and (logical_device is None or physical is None or dc_row is None):
+        raise _Refused(f"meter {serial}: its link to concentrator {dc_id} is incomplete")
+    open_gaps: list[tuple[int, datetime, datetime, int, int]] = []
+    lost_gaps: set[datetime] = set()
+    if gap_count:
+        for ident, first_missing, last_missing, missing, attempts, gap_state in _sql(
+                connection, _GAPS_SQL, (meter_id, obis)).fetchall():
+            first_at, last_at = _from_db(first_missing), _from_db(last_missing)
+            assert first_at is not None and last_at is not None  # NOT NULL columns
+            if gap_state == "open":
+                open_gaps.append((int(ident), first_at, last_at, int(missing), int(attempts)))
+            else:
+                lost_gaps.add(first_at)
+    # A DC keeps one server invocation counter per logical device: the replay floor is per LD.
+    received_key, received_sap = ((serial, client_sap) if dc_id is None
+                                  else (received_device(dc_id, logical_device), dc_sap))
+    received = _sql(connection, _RECEIVED_SQL, (received_key, received_sap)).fetchone()
+    last_received = None if received is None else received[0]
+    end = (item.end or now).astimezone(UTC)
+    mark = _from_db(collected_until)
+    if mark is not None:
+        start, first = mark, False
+    else:
+        # Everything since the meter was registered, and at least the last DEFAULT_LOOKBACK: a first
+        # collection that fails (or is never tried, its DC being down) does not let the start slide.
+        registered = _from_db(created) or now
+        start = (item.start or min(registered, end - DEFAULT_LOOKBACK)).astimezone(UTC)
+        first = True
+        if kind is _PROFILE and item.start is None:
+            # Start on an interval boundary, so the first pass sees whole intervals.
+            start -= timedelta(seconds=int(start.timestamp()) % _DEFAULT_PERIOD, microseconds=start.microsecond)
+    end = min(end, start + MAX_SPAN)
+    if not first and known_period and end - start < timedelta(seconds=int(known_period)):
+        # Less than one capture period since the last row: nothing can be new, nothing is asked
+        # (an hourly N2PLoad reads the daily values once a day, not every pass).
+        end = start
+    plan = _Plan(int(meter_id), serial, dc_id, start, end, first, shape_text, open_gaps, lost_gaps,
+                 received_key, int(received_sap), None if last_received is None else int(last_received))
+    if dc_id is None:
+        return plan, None
+    route = ViaConcentrator(
+        concentrator_id=dc_id, host=dc_host, port=int(dc_port),
+        dc_security=_dc_security(context, dc_id, serial, _from_db(dc_updated)), dc_client_sap=int(dc_sap),
+        management_wport=int(dc_wport), logical_device=int(logical_device), network_id=int(dc_network),
+        physical_address=bytes(physical), mode="concentrated",
+    )
+    # A concentrated read associates with the DC's logical device, with the DC's security: the
+    # meter's own keys are not used (nor decrypted).
+    return plan, MeterTarget(serial=serial, route=route, security=MeterSecurity(), client_sap=int(client_sap))
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """One meter's plans (one per item, in order) and, for a DC meter with something due, its session's counters."""
+
+    plans: list[_Plan]
+    target: MeterTarget | None
+    reservation: CounterReservation | None
+
+
+@dataclass(frozen=True, slots=True)
+class _PrepareRequest:
+    context: ExecutionContext
+    items: Sequence[WorkItem]
+    kinds: Sequence[_Kind]
+    now: datetime
+
+
+def _budget(plans: Sequence[_Plan], kinds: Sequence[_Kind]) -> int:
+    """Invocation counters for one session reading every due kind (each kind's own budget, summed)."""
+    return sum(counter_budget(kind.command, plan.start, plan.end) for plan, kind in zip(plans, kinds, strict=True)
+               if plan.end > plan.start)
+
+
+def _prepare_in(connection: Connection, request: _PrepareRequest) -> _Prepared:
+    """The meter's plans and, for a DC meter, its target and counters reserved on ``connection``."""
+    plans: list[_Plan] = []
+    target: MeterTarget | None = None
+    for item, kind in zip(request.items, request.kinds, strict=True):
+        plan, target = _plan_in(connection, request.context, item, kind, request.now)
+        plans.append(plan)
+    count = _budget(plans, request.kinds)
+    if target is None or not count:
+        return _Prepared(plans, target, None)
+    route = target.route
+    assert isinstance(route, ViaConcentrator)  # targets are made for DC meters only
+    if route.dc_security.policy != "hls-gmac":
+        return _Prepared(plans, target, CounterReservation(start=1, limit=2**32))
+    dc_id, dc_sap = route.concentrator_id, route.dc_client_sap
+    limit = int(_sql(connection, _RESERVE_SQL, (dc_id, dc_sap, 1 + count, _to_db(connection, request.now),
+                                                count)).fetchone()[0])
+    if limit > COUNTER_LIMIT:
+        raise CounterExhausted(f"invocation counters of {dc_id} (client SAP {dc_sap}) are used up: rekey it")
+    return _Prepared(plans, target, CounterReservation(start=limit - count, limit=limit,
+                                                       last_received=plans[0].last_received))
+
+
+def _prepare_work(connection: Connection, requests: Sequence[_PrepareRequest]) -> list[_Prepared | Exception]:
+    """``GroupCommit`` work: every request's plans and counters, in one transaction (the reservations committed)."""
+    out: list[_Prepared | Exception] = []
+    for request in requests:
+        try:
+            out.append(_prepare_in(connection, request))
+        except (_Refused, DlmsError) as exc:
+            out.append(exc)
+    return out
+
+
+#: How long a finished read waits for others to share its transaction, and the most that share one.
+#: A pass's sessions end a few milliseconds apart: 50 ms gathers tens of meters per commit.
+STORE_LINGER = 0.05
+STORE_BATCH = 128
+#: Sessions starting together share the transaction that reserves their counters (shorter: it delays them).
+PREPARE_LINGER = 0.01
+
+
+async def _prepare(context: ExecutionContext, items: Sequence[WorkItem], kinds: Sequence[_Kind]) -> _Prepared:
+    request = _PrepareRequest(context, items, kinds, context.now().astimezone(UTC))
+    batcher = for_loop(context.engine, "n2pload-prepare", _prepare_work, linger=PREPARE_LINGER,
+                       max_requests=STORE_BATCH)
+    answer = await batcher.submit(request)
+    if isinstance(answer, Exception):
+        raise answer
+    assert isinstance(answer, _Prepared)
+    return answer
 
 
 #: The DCs' own security, decrypted once per (master key, DC, DC row version): a pass reads hundreds of
@@ -438,72 +512,113 @@ def _dc_security(context: ExecutionContext, dc_id: str, serial: str, version: da
     return route.dc_security
 
 
-def _reserve(context: ExecutionContext, target: MeterTarget, plan: _Plan, kind: _Kind) -> CounterReservation:
+def _reserve(context: ExecutionContext, target: MeterTarget, plans: Sequence[_Plan],
+             kinds: Sequence[_Kind]) -> CounterReservation:
     """Counters for a point-to-point meter's own association (committed before any is used)."""
     if target.security.policy != "hls-gmac":
         return CounterReservation(start=1, limit=2**32)
-    reservation = reserve_counters(context.engine, target.serial, target.client_sap,
-                                   counter_budget(kind.command, plan.start, plan.end))
-    return replace(reservation, last_received=plan.last_received)
+    reservation = reserve_counters(context.engine, target.serial, target.client_sap, _budget(plans, kinds))
+    return replace(reservation, last_received=plans[0].last_received)
 
 
-async def _read(context: ExecutionContext, target: MeterTarget, reservation: CounterReservation, plan: _Plan,
-                kind: _Kind, cached: tuple[_Shape, list[ProfileColumn]] | None, progress: _Progress) -> _Read:
-    used: int | None = None
-    received: int | None = None
-    async with open_session(target, reservation, limits=context.limits, timeouts=context.timeouts,
-                            connect=context.connect) as session:
-        progress.associated = True
-        try:
-            changed = cached is None
-            shape, plain = cached if cached is not None else (await _read_shape(session, kind.obis), None)
-            access = RangeDescriptor(shape.clock, _range_value(plan.start + _ONE_SECOND), _range_value(plan.end))
-            raw = await session.get_raw(7, kind.obis, 2, access)
-            try:
-                rows = parse_profile_buffer(raw, plain or shape.plain, shape.period or None)
-            except DecodeError:
-                if changed:
-                    raise
-                # The kept shape no longer matches the buffer (reconfigured meter): read it again.
-                shape, changed = await _read_shape(session, kind.obis), True
-                rows = parse_profile_buffer(raw, shape.plain, shape.period or None)
-        finally:
-            used, received = session.counters_used, session.last_received
-    return _Read(rows, shape, changed, used, received)
-
-
-async def _collect(context: ExecutionContext, item: WorkItem, kind: _Kind) -> ItemOutcome:
-    engine = context.engine
+async def _read_one(session: MeterSession, plan: _Plan, kind: _Kind,
+                    cached: tuple[_Shape, list[ProfileColumn]] | None) -> _Read:
+    changed = cached is None
+    shape, plain = cached if cached is not None else (await _read_shape(session, kind.obis), None)
+    access = RangeDescriptor(shape.clock, _range_value(plan.start + _ONE_SECOND), _range_value(plan.end))
+    raw = await session.get_raw(7, kind.obis, 2, access)
     try:
-        plan, target, reservation = _prepare(context, item, kind)
-        if plan.end <= plan.start:
-            return ItemOutcome("EXE")
+        rows = parse_profile_buffer(raw, plain or shape.plain, shape.period or None)
+    except DecodeError:
+        if changed:
+            raise
+        # The kept shape no longer matches the buffer (reconfigured meter): read it again.
+        shape, changed = await _read_shape(session, kind.obis), True
+        rows = parse_profile_buffer(raw, shape.plain, shape.period or None)
+    return _Read(rows, shape, changed)
+
+
+async def _read_all(context: ExecutionContext, target: MeterTarget, reservation: CounterReservation,
+                    due: Sequence[tuple[int, _Plan, _Kind]], progress: _Progress,
+                    reads: list[_Read | None]) -> BaseException | None:
+    """Read every due kind in ONE session, into ``reads`` (by position); the error that stopped it, if any.
+
+    What was read before an error is kept (stored as usual); the kinds not read get the error.
+    """
+    error: BaseException | None = None
+    try:
+        async with open_session(target, reservation, limits=context.limits, timeouts=context.timeouts,
+                                connect=context.connect) as session:
+            progress.associated = True
+            try:
+                for position, plan, kind in due:
+                    reads[position] = await _read_one(session, plan, kind, _decode_shape(plan.shape_text))
+            finally:
+                progress.used, progress.received = session.counters_used, session.last_received
+    except (DlmsError, TimeoutError) as exc:
+        error = exc
+    return error
+
+
+async def collect_meter(context: ExecutionContext, items: Sequence[WorkItem]) -> list[ItemOutcome]:
+    """N2PLoad for one meter: its ``profile`` and/or ``daily`` items (module docstring), in ONE session.
+
+    One outcome per item, in order. The plans and counters of meters collected at the same time
+    share one transaction, and so do their results (``hes.db.group_commit``); each meter's rows,
+    watermarks and counters still commit together.
+    """
+    if not items:
+        return []
+    if len({item.meter_id for item in items}) != 1 or len({item.command for item in items}) != len(items):
+        raise ValueError("collect_meter takes the items of one meter, one per command")
+    kinds = [_KINDS[item.command] for item in items]
+    try:
+        prepared = await _prepare(context, items, kinds)
+        plans, target, reservation = prepared.plans, prepared.target, prepared.reservation
+        due = [(position, plan, kind) for position, (plan, kind) in enumerate(zip(plans, kinds, strict=True))
+               if plan.end > plan.start]
+        if not due:
+            return [ItemOutcome("EXE") for _ in items]
         if target is None or reservation is None:
-            target = context.registry.target_for(plan.serial, mode="concentrated")
-            reservation = _reserve(context, target, plan, kind)
+            target = context.registry.target_for(plans[0].serial, mode="concentrated")
+            reservation = _reserve(context, target, plans, kinds)
     except _Refused as refused:
-        return ItemOutcome("FAIL", reason=f"{refused} (a retry will not help)")
+        return [ItemOutcome("FAIL", reason=f"{refused} (a retry will not help)") for _ in items]
     except StorageError:
         raise
     except DlmsError as exc:
         hint = "a retry can help" if exc.retryable else "a retry will not help"
-        return ItemOutcome("FAIL", reason=f"{exc} ({hint})", retryable=exc.retryable)
+        return [ItemOutcome("FAIL", reason=f"{exc} ({hint})", retryable=exc.retryable) for _ in items]
 
     progress = _Progress()
-    read: _Read | None = None
-    error: BaseException | None = None
-    cached = _decode_shape(plan.shape_text)
+    reads: list[_Read | None] = [None] * len(items)
     async with _device_lock(target):
-        try:
-            read = await _read(context, target, reservation, plan, kind, cached, progress)
-        except (DlmsError, TimeoutError) as exc:
-            error = exc
+        error = await _read_all(context, target, reservation, due, progress, reads)
     crash_point("n2pload-before-store")
     now = context.now().astimezone(UTC)
-    if read is None:
-        failure = error or ProtocolError("the read gave no result")
-        return _failed(context, plan, kind, target, failure, progress.associated, now)
-    return _store(engine, context, plan, kind, read, now)
+    outcomes: list[ItemOutcome | None] = [None] * len(items)
+    stores: list[tuple[int, _Assembled]] = []
+    for position, plan, kind in due:
+        read = reads[position]
+        if read is None:
+            continue
+        assembled = _assemble(plan, kind, read)
+        if isinstance(assembled, ItemOutcome):
+            outcomes[position] = assembled
+        else:
+            stores.append((position, assembled))
+    if stores:
+        request = _StoreRequest(context.engine, [a for _, a in stores], progress.received, now,
+                                current_correlation())
+        batcher = for_loop(context.engine, "n2pload-store", _store_work, linger=STORE_LINGER,
+                           max_requests=STORE_BATCH)
+        for (position, _), outcome in zip(stores, await batcher.submit(request), strict=True):
+            outcomes[position] = outcome
+    failure = error or ProtocolError("the read gave no result")
+    for position, plan, kind in due:
+        if outcomes[position] is None:
+            outcomes[position] = _failed(context, plan, kind, target, failure, progress.associated, now)
+    return [outcome if outcome is not None else ItemOutcome("EXE") for outcome in outcomes]
 
 
 def _failed(context: ExecutionContext, plan: _Plan, kind: _Kind, target: MeterTarget, exc: BaseException,
@@ -548,22 +663,47 @@ class _Gap:
     missing: int
 
 
-def _store(engine: Engine, context: ExecutionContext, plan: _Plan, kind: _Kind, read: _Read,
-           now: datetime) -> ItemOutcome:
+@dataclass(slots=True)
+class _Assembled:
+    """One kind's answer made into rows, gaps, a watermark and observations (no database yet)."""
+
+    plan: _Plan
+    kind: _Kind
+    read: _Read
+    intervals: list[IntervalRow]
+    registers: list[RegisterRow]
+    observations: list[str]
+    found: list[_Gap]
+    given_up: list[_Gap]
+    times: list[datetime]
+    period: int
+    mark: datetime
+    channels: list[tuple[str, int]]
+
+
+def _corrupted(kind: _Kind, obis: str) -> ItemOutcome:
+    return ItemOutcome("FAIL", reason=f"corrupted answer: {kind.name} {obis}: a value is not an integer "
+                                      "(a retry will not help)")
+
+
+def _assemble(plan: _Plan, kind: _Kind, read: _Read) -> _Assembled | ItemOutcome:
+    """The rows to store, the gaps, where the watermark goes, and what to say (a FAIL for a corrupted answer)."""
     shape = read.shape
     period = shape.period or (86400 if kind is _DAILY else _DEFAULT_PERIOD)
     channels = [(i, c) for i, c in enumerate(shape.columns) if c.role is ColumnRole.VALUE]
     observations: list[str] = []
     by_time: dict[datetime, ProfileRow] = {}
     undated = 0
+    start, end = plan.start, plan.end
     for row in read.rows:
-        if row.time is None:
+        at = row.time
+        if at is None:
             undated += 1
-            continue
-        at = row.time.astimezone(UTC)
-        if plan.start < at <= plan.end:
-            by_time[at] = row
-    times = sorted(by_time)
+        elif start < at <= end:
+            by_time[at if at.tzinfo is UTC else at.astimezone(UTC)] = row
+    times = list(by_time)
+    if any(b <= a for a, b in itertools.pairwise(times)):  # a buffer is in time order: sort only when it is not
+        times.sort()
 
     # The contiguous prefix: the watermark stops before the first gap that is not known lost.
     step = timedelta(seconds=period)
@@ -603,6 +743,7 @@ def _store(engine: Engine, context: ExecutionContext, plan: _Plan, kind: _Kind, 
     for i, column in channels:
         su = column.scaler_unit or ScalerUnit(0, 255)
         specs.append((i, str(column.capture.logical_name), column.capture.attribute_index, su.scaler, int(su.unit)))
+    add_interval, add_register = intervals.append, registers.append
     for at in times:
         row = by_time[at]
         status = row.status
@@ -614,24 +755,23 @@ def _store(engine: Engine, context: ExecutionContext, plan: _Plan, kind: _Kind, 
             if status:
                 flagged += 1
                 power += 1 if status & 0x80 else 0
-            deviation = None
+            for i, obis, attribute, scaler, unit in specs:
+                raw = values[i]
+                if type(raw) is int:
+                    add_interval(IntervalRow(meter_id, obis, attribute, at, raw, scaler, unit, status, quality))
+                elif raw is not None:
+                    return _corrupted(kind, obis)
         else:
             deviation = _deviation_of(row.time) if row.time is not None else None
-        for i, obis, attribute, scaler, unit in specs:
-            raw = values[i]
-            if raw is None:
-                continue
-            if type(raw) is not int:
-                return ItemOutcome("FAIL", reason=f"corrupted answer: {kind.name} {obis}: a value is not an "
-                                                  "integer (a retry will not help)")
-            if kind is _PROFILE:
-                intervals.append(IntervalRow(meter_id, obis, attribute, at, raw, scaler, unit, status, quality))
-            else:
-                registers.append(RegisterRow(meter_id, obis, at, raw, scaler, unit, deviation))
+            for i, obis, _, scaler, unit in specs:
+                raw = values[i]
+                if type(raw) is int:
+                    add_register(RegisterRow(meter_id, obis, at, raw, scaler, unit, deviation))
+                elif raw is not None:
+                    return _corrupted(kind, obis)
 
-    got_new = bool(times)
     where = f"concentrator {plan.dc_id}" if plan.dc_id is not None else f"meter {plan.serial}"
-    if not got_new and plan.end - plan.start >= timedelta(seconds=period):
+    if not times and plan.end - plan.start >= timedelta(seconds=period):
         if plan.dc_id is not None:
             observations.append(f"concentrator {plan.dc_id} returned nothing newer than {_iso(plan.start)}: "
                                 f"it has not reached meter {plan.serial} since (asked again next pass)")
@@ -646,33 +786,83 @@ def _store(engine: Engine, context: ExecutionContext, plan: _Plan, kind: _Kind, 
     if flagged:
         detail = f", {power} with a power failure" if power else ""
         observations.append(f"quality: {flagged} intervals with status flags{detail}")
+    return _Assembled(plan, kind, read, intervals, registers, observations, found, given_up, times, period, mark,
+                      [(obis, attribute) for _, obis, attribute, _, _ in specs])
 
-    with storage_errors(engine), engine.begin() as connection:
-        stored = store_intervals(connection, intervals) if kind is _PROFILE else store_registers(connection, registers)
+
+@dataclass(frozen=True, slots=True)
+class _StoreRequest:
+    """One session's answers to store: each kind assembled, the DC's last counter seen, when, for which run."""
+
+    engine: Engine
+    kinds: Sequence[_Assembled]
+    received: int | None
+    now: datetime
+    correlation_id: str | None
+
+
+def _store_work(connection: Connection, requests: Sequence[_StoreRequest]) -> list[list[ItemOutcome]]:
+    """``GroupCommit`` work: the rows of every request, then each one's gaps, watermarks and reachability.
+
+    One insert per table for the rows of all the requests of a run (the store listeners, i.e. the
+    CIM outbox, told once), then each statement kind once for all (executemany).
+    """
+    by_correlation: dict[str | None, list[_Assembled]] = {}
+    for request in requests:
+        by_correlation.setdefault(request.correlation_id, []).extend(request.kinds)
+    stored: dict[int, int] = {}
+    for correlation_id, assembled in by_correlation.items():
+        with correlation(correlation_id):
+            counts = store_many(connection, [(a.intervals, a.registers) for a in assembled])
+        stored.update((id(a), count) for a, count in zip(assembled, counts, strict=True))
+    watermarks: list[tuple[Any, ...]] = []
+    reached: list[tuple[Any, ...]] = []
+    missed: list[tuple[Any, ...]] = []
+    attempted: list[tuple[Any, ...]] = []
+    received: list[tuple[Any, ...]] = []
+    contacts: dict[str, tuple[Any, ...]] = {}
+    out: list[list[ItemOutcome]] = []
+    for request in requests:
+        now = request.now
         at = _to_db(connection, now)
-        if found or plan.open_gaps:
-            _record_gaps(connection, plan, kind, found, given_up, times, period, now)
-        if kind is _PROFILE and given_up and stored_listeners():
-            _tell_missing(connection, plan, given_up, [(obis, attribute) for _, obis, attribute, _, _ in specs], step)
-        if mark > plan.start or plan.first or read.shape_changed:
-            _sql(connection, _WATERMARK_SQL, (plan.meter_id, str(kind.obis), _to_db(connection, mark),
-                                              shape.period or None, shape.encode() if read.shape_changed else None, at))
-        if got_new:
-            _sql(connection, _REACHED_SQL, (plan.meter_id, True, at, at))
-        elif not got_new and observations:
-            _sql(connection, _MISSED_SQL, (plan.meter_id, False, at, at, observations[0]))
-        else:
-            # Less than one period was asked for: nothing could be new, no news about the meter.
-            _sql(connection, _ATTEMPT_SQL, (plan.meter_id, at, None))
-        written = _dc_contacts.get(plan.dc_id or "")
-        if plan.dc_id is not None and not (written is not None and written[0] is engine and written[1] == now):
+        outcomes: list[ItemOutcome] = []
+        for a in request.kinds:
+            plan, kind, read = a.plan, a.kind, a.read
+            if a.found or plan.open_gaps:
+                _record_gaps(connection, plan, kind, a.found, a.given_up, a.times, a.period, now)
+            if kind is _PROFILE and a.given_up and stored_listeners():
+                with correlation(request.correlation_id):
+                    _tell_missing(connection, plan, a.given_up, a.channels, timedelta(seconds=a.period))
+            if a.mark > plan.start or plan.first or read.shape_changed:
+                watermarks.append((plan.meter_id, str(kind.obis), _to_db(connection, a.mark), read.shape.period or None,
+                                   read.shape.encode() if read.shape_changed else None, at))
+            if a.times:
+                reached.append((plan.meter_id, True, at, at))
+            elif a.observations:
+                missed.append((plan.meter_id, False, at, at, a.observations[0]))
+            else:
+                # Less than one period was asked for: nothing could be new, no news about the meter.
+                attempted.append((plan.meter_id, at, None))
+            if plan.dc_id is not None:
+                contacts[plan.dc_id] = (True, at, at, plan.dc_id)
+            state: Literal["EXE", "WARN"] = "WARN" if a.observations else "EXE"
+            outcomes.append(ItemOutcome(state, tuple(a.observations), stored=stored[id(a)]))
+        if request.received is not None and request.kinds:
+            plan = request.kinds[0].plan
+            received.append((plan.received_key, plan.received_sap, request.received, at))
+        out.append(outcomes)
+    engine = requests[0].engine
+    for statement, rows in ((_WATERMARK_SQL, watermarks), (_REACHED_SQL, reached), (_MISSED_SQL, missed),
+                            (_ATTEMPT_SQL, attempted), (_RECEIVED_UPSERT_SQL, received)):
+        if rows:
+            _sql_many(connection, statement, rows)
+    for dc_id, row in contacts.items():
+        written = _dc_contacts.get(dc_id)
+        if not (written is not None and written[0] is engine and written[1] == row[1]):
             # One write per DC and instant (a pass reads hundreds of meters through one DC at once).
-            _sql(connection, _DC_CONTACT_SQL, (True, at, at, plan.dc_id))
-            _dc_contacts[plan.dc_id] = (engine, now)
-        if read.received is not None:
-            _sql(connection, _RECEIVED_UPSERT_SQL, (plan.received_key, plan.received_sap, read.received, at))
-    state: Literal["EXE", "WARN"] = "WARN" if observations else "EXE"
-    return ItemOutcome(state, tuple(observations), stored=stored)
+            _sql(connection, _DC_CONTACT_SQL, row)
+            _dc_contacts[dc_id] = (engine, row[1])
+    return out
 
 
 def _tell_missing(connection: Connection, plan: _Plan, given_up: Sequence[_Gap], channels: Sequence[tuple[str, int]],
@@ -782,9 +972,28 @@ def _device_lock(target: MeterTarget) -> contextlib.AbstractAsyncContextManager[
 
 async def collect_profile(context: ExecutionContext, item: WorkItem) -> ItemOutcome:
     """N2PLoad for one meter: load profile 1.0.99.1.0.255 intervals after its watermark (module docstring)."""
-    return await _collect(context, item, _PROFILE)
+    (outcome,) = await collect_meter(context, [item])
+    return outcome
 
 
 async def collect_daily(context: ExecutionContext, item: WorkItem) -> ItemOutcome:
     """Daily values 1.0.98.1.0.255 after the meter's daily watermark (module docstring)."""
-    return await _collect(context, item, _DAILY)
+    (outcome,) = await collect_meter(context, [item])
+    return outcome
+
+
+class N2PLoadExecutor:
+    """``profile`` or ``daily`` as the plan engine runs them: a meter's N2PLoad items claimed together
+    share one session (``collect_meter``), an item alone is collected alone (``scheduler.contract.GroupExecutor``)."""
+
+    together = "n2pload"
+
+    def __init__(self, command: Literal["profile", "daily"]) -> None:
+        self.command = command
+
+    async def __call__(self, context: ExecutionContext, item: WorkItem) -> ItemOutcome:
+        (outcome,) = await collect_meter(context, [item])
+        return outcome
+
+    async def many(self, context: ExecutionContext, items: Sequence[WorkItem]) -> list[ItemOutcome]:
+        return await collect_meter(context, items)

@@ -250,4 +250,4 @@ def store_concentrator_events(connection: Connection, concentrator: str,
 
 def _with_meter(row: _Row, meter_id: int) -> _Row:
     # The rows were parsed before the meter ids were known (to refuse a malformed bundle early).
-    return replace(row, meter_id=meter_id)
+    return row._replace(meter_id=meter_id) if isinstance(row, tuple) else replace(row, meter_id=meter_id)

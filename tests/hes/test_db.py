@@ -28,8 +28,10 @@ from hes.db.readings import (
     meter_ids,
     store_events,
     store_intervals,
+    store_many,
     store_registers,
 )
+from hes.db.stored import StoredBatch, add_listener, remove_listener
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = datetime(2024, 1, 10, tzinfo=UTC)
@@ -145,6 +147,71 @@ def test_new_counts_add_up_to_distinct_keys(engine: Engine, batches: list[list[t
         with engine.begin() as connection:
             assert store_intervals(connection, rows) == len(set(batch) - seen)
         seen |= set(batch)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=st.lists(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12)), max_size=20), min_size=1,
+                       max_size=4),
+       before=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12)), max_size=10),
+       commit=st.booleans())
+def test_store_many_tells_listeners_exactly_the_new_rows(engine: Engine, groups: list[list[tuple[int, int]]],
+                                                        before: list[tuple[int, int]], commit: bool) -> None:
+    """The batch path (one executemany kept only when every row is new, else RETURNING) tells the listeners
+    exactly the rows it added, counts them per group, and stays inside the caller's transaction."""
+    with session_factory(engine)() as session:
+        ids = meter_ids(session, ["HYP1"])
+        if not ids:
+            session.add(Meter(serial="HYP1", host="127.0.0.1", port=1))
+            session.commit()
+            ids = meter_ids(session, ["HYP1"])
+    meter = ids["HYP1"]
+    with engine.begin() as connection:
+        connection.execute(delete(IntervalValue))
+        connection.execute(delete(RegisterReading))
+
+    def row(key: tuple[int, int]) -> IntervalRow:
+        return IntervalRow(meter, f"1.0.{key[0]}.8.0.255", 2, DAY + timedelta(minutes=15 * key[1]), float(key[1]))
+
+    with engine.begin() as connection:
+        store_intervals(connection, [row(k) for k in before])
+    told: list[StoredBatch] = []
+
+    def listener(_connection: object, batch: StoredBatch) -> None:
+        told.append(batch)
+
+    register = RegisterRow(meter, "1.0.1.8.0.255", DAY, 5.0)
+    add_listener(listener)
+    try:
+        connection = engine.connect()
+        try:
+            # The store is the transaction's first statement: nothing may commit before the caller does.
+            counts = store_many(connection, [([row(k) for k in group], [register] if n == 0 else [])
+                                             for n, group in enumerate(groups)])
+            if commit:
+                connection.commit()
+            else:
+                connection.rollback()
+        finally:
+            connection.close()
+    finally:
+        remove_listener(listener)
+    seen = set(before)
+    expected = []
+    for group in groups:
+        new = set(group) - seen
+        expected.append(len(new))
+        seen |= new
+    expected[0] += 1  # the register reading, new every example
+    assert counts == expected
+    told_keys = sorted((int(r.obis.split(".")[2]), round((r.interval_end - DAY) / timedelta(minutes=15)))
+                       for batch in told for r in batch.intervals)
+    assert told_keys == sorted(seen - set(before))
+    assert [len(batch.registers) for batch in told] == [1]
+    with session_factory(engine)() as session:
+        stored = session.scalar(select(func.count()).select_from(IntervalValue)) or 0
+        registers = session.scalar(select(func.count()).select_from(RegisterReading)) or 0
+    assert stored == (len(seen) if commit else len(set(before)))
+    assert registers == (1 if commit else 0)
 
 
 def test_counter_reservations_are_disjoint_and_persisted(engine: Engine) -> None:

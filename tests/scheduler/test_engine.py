@@ -356,3 +356,45 @@ def test_higher_priority_runs_are_claimed_first(registry: Registry, fleet: list[
 
     asyncio.run(main())
     assert [i.command for i in executor.calls] == ["registers"] * len(fleet) + ["clock"] * len(fleet)
+
+
+class Together(Recorder):
+    """A ``GroupExecutor``: records which items came together in one ``many`` call."""
+
+    together = "pair"
+
+    def __init__(self, decide: Callable[[WorkItem], ItemOutcome] | None = None) -> None:
+        super().__init__(decide)
+        self.groups: list[list[tuple[str, str]]] = []
+
+    async def many(self, context: ExecutionContext, group: list[WorkItem]) -> list[ItemOutcome]:
+        self.groups.append([(item.serial, item.command) for item in group])
+        return [await self(context, item) for item in group]
+
+
+def test_a_meters_items_that_go_together_run_in_one_call(registry: Registry, fleet: list[str]) -> None:
+    """Profile and daily (N2PLoad's executors share a ``together`` key) reach the executor as one group per
+    meter; other commands still run one by one; outcomes are recorded per item, retries per item."""
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("pairs", "all", None, ("profile", "daily", "clock"), retries=1, retry_delay_s=0.0))
+    run = plans.start_run("pairs")
+    fails: Counter[str] = Counter()
+
+    def decide(item: WorkItem) -> ItemOutcome:
+        if item.serial == fleet[0] and item.command == "daily" and not fails[item.serial]:
+            fails[item.serial] += 1
+            return ItemOutcome("FAIL", reason="daily values did not come", retryable=True)
+        return ItemOutcome("EXE", stored=2)
+
+    together, alone = Together(decide), Recorder()
+    context = ExecutionContext(registry=registry, engine=registry.engine, now=lambda: datetime.now(UTC))
+    executors = {"profile": together, "daily": together, "clock": alone}
+    work(Worker(context, executors, EngineOptions(worker_id="w", poll=0.05, batch=1000)), run.id)  # type: ignore[arg-type]
+    pairs = [group for group in together.groups if len(group) == 2]
+    assert sorted(pairs) == sorted([[(s, "profile"), (s, "daily")] for s in fleet])
+    # The failed daily item was retried alone, through the executor's own call.
+    assert [group for group in together.groups if len(group) == 1] == []
+    assert Counter((i.serial, i.command) for i in together.calls)[(fleet[0], "daily")] == 2
+    assert alone.count() == Counter({(s, "clock"): 1 for s in fleet})
+    done = plans.run_info(run.id)
+    assert done.state == "done" and done.counts == {"EXE": 3 * len(fleet)}

@@ -27,6 +27,7 @@ from scheduler.n2pload import (
     GAP_GIVE_UP_ATTEMPTS,
     QUALITY_AFTER_GAP,
     collect_daily,
+    collect_meter,
     collect_profile,
     pass_meters,
 )
@@ -182,6 +183,47 @@ def test_a_day_of_profile_and_daily_values_stored_once_equal_to_the_simulator(
             with Session(engine) as session:
                 dc = session.get(Concentrator, "DC0001")
                 assert dc is not None and dc.reachable is True and dc.last_contact == EPOCH + timedelta(hours=1)
+
+    run(body)
+
+
+def test_a_meters_profile_and_daily_values_share_one_session_and_meters_share_transactions(
+        tmp_path: Path, engine: Engine, master_key: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``collect_meter`` (what the engine runs for a meter's N2PLoad items claimed together): one association
+    for both, the same rows as two separate reads, and meters collected at once commit together."""
+    import scheduler.n2pload as n2pload
+    from hes.db.group_commit import for_loop
+
+    sessions: list[str] = []
+    real = n2pload.open_session
+
+    def counting(target: Any, *args: Any, **kwargs: Any) -> Any:
+        sessions.append(target.serial)
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(n2pload, "open_session", counting)
+
+    async def body() -> None:
+        async with field(tmp_path, engine, master_key, meters_per_dc=4) as (_fleet, _registry, context):
+            serials = [m.serial for m in pass_meters(engine)]
+            results = await asyncio.gather(*(
+                collect_meter(context, [item(context, serial), item(context, serial, "daily")]) for serial in serials))
+            for serial, (profile, daily) in zip(serials, results, strict=True):
+                assert profile.state == "EXE" and profile.stored == 192, (serial, profile)
+                assert daily.state == "EXE" and daily.stored == 4, (serial, daily)
+                assert values_of(stored_profile(engine, serial)) == expected_profile(serial, START, EPOCH)
+                assert watermark(engine, serial) == EPOCH
+                assert watermark(engine, serial, "1.0.98.1.0.255") == EPOCH - timedelta(hours=1)
+            assert sorted(sessions) == sorted(serials)  # one session per meter, not one per command
+            store = for_loop(engine, "n2pload-store", lambda _c, r: r)
+            assert store.requests == len(serials) and store.flushes < len(serials)
+            # Nothing due any more: no session at all, nothing stored twice.
+            sessions.clear()
+            again = await collect_meter(context, [item(context, serials[0]), item(context, serials[0], "daily")])
+            assert [o.state for o in again] == ["EXE", "EXE"] and [o.stored for o in again] == [0, 0]
+            assert sessions == []
+            with pytest.raises(ValueError):
+                await collect_meter(context, [item(context, serials[0]), item(context, serials[1], "daily")])
 
     run(body)
 

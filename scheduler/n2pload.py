@@ -1,16 +1,20 @@
 """N2PLoad executors: collect each meter's load profile and daily values after its watermark, idempotently.
 
-``collect_profile`` and ``collect_daily`` follow ``scheduler.contract.Executor``: the engine hands
-them one work item (one meter, one command) and records the ``ItemOutcome`` they return.
+``collect_profile`` and ``collect_daily`` follow ``scheduler.contract.Executor``: one work item (one
+meter, one command), one ``ItemOutcome``. ``collect_meter`` takes a meter's profile and daily items
+together and reads both in ONE session; the engine calls it (``N2PLoadExecutor.many``) when it
+claims a meter's two items together, as it does in a pass.
 
 For a meter behind a data concentrator (DC) the read is "concentrated": an association with the
 DC's logical device for that meter (the DC's security), answered from what the DC collected on its
 own schedule. A point-to-point meter is read directly. Each read is one session: association, a GET
-of the profile's buffer with a range selective access (watermark, end], release. The profile's
+of each profile's buffer with a range selective access (watermark, end], release. The profile's
 capture objects, capture period and the registers' scalers are read once and kept with the
 watermark (``shape``), read again when a buffer no longer matches them.
 
-What the answer does to the database, in ONE transaction (so a crash leaves either all or nothing):
+What the answer does to the database, in ONE transaction (so a crash leaves either all or nothing;
+meters whose sessions end together share it, ``hes.db.group_commit``, as do the counter
+reservations of sessions that start together):
 
 - the rows are stored through ``hes.db.readings`` (idempotent: a row stored twice is stored once);
 - the watermark moves over the contiguous prefix of what came back: a gap inside the returned data
@@ -103,8 +107,6 @@ GAP_GIVE_UP_ATTEMPTS = 6
 
 _ONE_SECOND = timedelta(seconds=1)
 _DEFAULT_PERIOD = 900
-#: The instant of the last contact this process recorded per DC (to write it once per instant).
-_dc_contacts: dict[str, tuple[Engine, datetime]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,8 +571,9 @@ async def collect_meter(context: ExecutionContext, items: Sequence[WorkItem]) ->
     """
     if not items:
         return []
-    if len({item.meter_id for item in items}) != 1 or len({item.command for item in items}) != len(items):
-        raise ValueError("collect_meter takes the items of one meter, one per command")
+    if (len({item.meter_id for item in items}) != 1 or len({item.command for item in items}) != len(items)
+            or any(item.command not in _KINDS for item in items)):
+        raise ValueError("collect_meter takes the profile and/or daily items of one meter, one per command")
     kinds = [_KINDS[item.command] for item in items]
     try:
         prepared = await _prepare(context, items, kinds)
@@ -608,7 +611,7 @@ async def collect_meter(context: ExecutionContext, items: Sequence[WorkItem]) ->
         else:
             stores.append((position, assembled))
     if stores:
-        request = _StoreRequest(context.engine, [a for _, a in stores], progress.received, now,
+        request = _StoreRequest([a for _, a in stores], progress.received, now,
                                 current_correlation())
         batcher = for_loop(context.engine, "n2pload-store", _store_work, linger=STORE_LINGER,
                            max_requests=STORE_BATCH)
@@ -699,8 +702,11 @@ def _assemble(plan: _Plan, kind: _Kind, read: _Read) -> _Assembled | ItemOutcome
         at = row.time
         if at is None:
             undated += 1
-        elif start < at <= end:
-            by_time[at if at.tzinfo is UTC else at.astimezone(UTC)] = row
+            continue
+        if at.tzinfo is not UTC:
+            at = at.astimezone(UTC)  # first: comparing and hashing across time zones costs several times more
+        if start < at <= end:
+            by_time[at] = row
     times = list(by_time)
     if any(b <= a for a, b in itertools.pairwise(times)):  # a buffer is in time order: sort only when it is not
         times.sort()
@@ -794,7 +800,6 @@ def _assemble(plan: _Plan, kind: _Kind, read: _Read) -> _Assembled | ItemOutcome
 class _StoreRequest:
     """One session's answers to store: each kind assembled, the DC's last counter seen, when, for which run."""
 
-    engine: Engine
     kinds: Sequence[_Assembled]
     received: int | None
     now: datetime
@@ -851,17 +856,13 @@ def _store_work(connection: Connection, requests: Sequence[_StoreRequest]) -> li
             plan = request.kinds[0].plan
             received.append((plan.received_key, plan.received_sap, request.received, at))
         out.append(outcomes)
-    engine = requests[0].engine
     for statement, rows in ((_WATERMARK_SQL, watermarks), (_REACHED_SQL, reached), (_MISSED_SQL, missed),
                             (_ATTEMPT_SQL, attempted), (_RECEIVED_UPSERT_SQL, received)):
         if rows:
             _sql_many(connection, statement, rows)
-    for dc_id, row in contacts.items():
-        written = _dc_contacts.get(dc_id)
-        if not (written is not None and written[0] is engine and written[1] == row[1]):
-            # One write per DC and instant (a pass reads hundreds of meters through one DC at once).
-            _sql(connection, _DC_CONTACT_SQL, row)
-            _dc_contacts[dc_id] = (engine, row[1])
+    for row in contacts.values():
+        # One write per DC and transaction (a pass reads hundreds of meters through one DC at once).
+        _sql(connection, _DC_CONTACT_SQL, row)
     return out
 
 

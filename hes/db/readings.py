@@ -134,11 +134,66 @@ def _insert_new(connection: Connection, table: Table, rows: list[tuple[Any, ...]
         sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING"
         return connection.exec_driver_sql(sql, rows).rowcount
     if dialect.name == "postgresql":
+        staged = _copy_in(connection, table, rows)
+        if staged is not None:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
+                           f"ON CONFLICT ({key}) DO NOTHING")
+            count = int(cursor.rowcount)
+            cursor.execute(f"DELETE FROM {staged}")
+            return count
         arrays = tuple(list(values) for values in zip(*rows))
         casts = ", ".join(f"%s::{column.type.compile(dialect)}[]" for column in columns)
         sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({casts}) ON CONFLICT ({key}) DO NOTHING"
         return connection.exec_driver_sql(sql, arrays).rowcount
     raise ValueError(f"idempotent storage is not implemented for {dialect.name}")  # pragma: no cover
+
+
+#: PostgreSQL type names for a binary COPY, by SQLAlchemy's compiled type (the columns of the readings tables).
+_COPY_TYPES = {"INTEGER": "int4", "SMALLINT": "int2", "BIGINT": "int8", "FLOAT": "float8", "DOUBLE PRECISION": "float8",
+               "TIMESTAMP WITH TIME ZONE": "timestamptz", "TEXT": "text", "BOOLEAN": "bool"}
+#: Below this many rows the staging round trips cost more than the array insert saves.
+_COPY_MIN_ROWS = 64
+
+
+def _copy_types(connection: Connection, table: Table) -> list[str] | None:
+    out = []
+    for column in table.columns:
+        compiled = column.type.compile(connection.dialect)
+        name = "varchar" if compiled.startswith("VARCHAR") else _COPY_TYPES.get(compiled)
+        if name is None:
+            return None
+        out.append(name)
+    return out
+
+
+def _copy_in(connection: Connection, table: Table, rows: list[tuple[Any, ...]]) -> str | None:
+    """PostgreSQL: ``rows`` copied (binary COPY) into this session's staging table for ``table``; its name.
+
+    The staging table is temporary (``ON COMMIT DELETE ROWS``, made when missing) and the
+    caller empties it after its ``INSERT ... SELECT``. Several times cheaper in the head-end
+    process than arrays for ``unnest`` (psycopg dumps array elements one by one in Python; a
+    binary COPY row goes through its C dumpers). None: too few rows, or a column type without a
+    binary name here (the caller takes the array way).
+    """
+    if len(rows) < _COPY_MIN_ROWS:
+        return None
+    types = _copy_types(connection, table)
+    if types is None:
+        return None
+    staged = f"hes_stage_{table.name}"
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    # Every time: a temporary table made in a transaction that was rolled back is gone again.
+    cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} (LIKE {table.name}) ON COMMIT DELETE ROWS")
+    names = ", ".join(column.name for column in table.columns)
+    with cursor.copy(f"COPY {staged} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        write = copy.write_row
+        for row in rows:
+            write(row)
+    return staged
 
 
 #: SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER, 32766 since 3.32).
@@ -209,6 +264,12 @@ def _insert_returning(connection: Connection, table: Table, rows: list[tuple[Any
                    f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}")
             flat = tuple(itertools.chain.from_iterable(chunk))
             returned.extend(map(tuple, connection.exec_driver_sql(sql, flat).fetchall()))
+    elif dialect.name == "postgresql" and (staged := _copy_in(connection, table, rows)) is not None:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
+                       f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}")
+        returned.extend(cursor.fetchall())
+        cursor.execute(f"DELETE FROM {staged}")
     elif dialect.name == "postgresql":
         arrays = tuple(list(values) for values in zip(*rows))
         casts = ", ".join(f"%s::{column.type.compile(dialect)}[]" for column in columns)

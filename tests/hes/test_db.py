@@ -149,15 +149,16 @@ def test_new_counts_add_up_to_distinct_keys(engine: Engine, batches: list[list[t
         seen |= set(batch)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(groups=st.lists(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12)), max_size=20), min_size=1,
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=st.lists(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40)), max_size=60), min_size=1,
                        max_size=4),
-       before=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12)), max_size=10),
+       before=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40)), max_size=80),
        commit=st.booleans())
 def test_store_many_tells_listeners_exactly_the_new_rows(engine: Engine, groups: list[list[tuple[int, int]]],
                                                         before: list[tuple[int, int]], commit: bool) -> None:
-    """The batch path (one executemany kept only when every row is new, else RETURNING) tells the listeners
-    exactly the rows it added, counts them per group, and stays inside the caller's transaction."""
+    """The batch path (SQLite: one executemany kept only when every row is new, else RETURNING; PostgreSQL:
+    a binary COPY into a staging table from 64 rows on) tells the listeners exactly the rows it added, counts
+    them per group, and stays inside the caller's transaction."""
     with session_factory(engine)() as session:
         ids = meter_ids(session, ["HYP1"])
         if not ids:

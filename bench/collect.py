@@ -4,8 +4,9 @@
 
 The simulated field (``simulators.fleet``, frozen at 2024-03-01T00:00Z, every DC having read its
 meters) runs in a separate process, so its CPU is not counted. The head-end process collects
-through the real path: the ``scheduler.n2pload`` executors (``collect_profile`` then
-``collect_daily`` per meter), concentrated reads over TCP with the DCs' HLS-GMAC security, and
+through the real path: ``scheduler.n2pload.collect_meter`` per meter (what the plan engine runs for
+a meter's profile and daily items: one session for both; ``--engine`` runs the day pass as a plan
+run through the engine itself), concentrated reads over TCP with the DCs' HLS-GMAC security, and
 storage through ``hes.db.readings`` into a fresh database (SQLite file by default,
 ``--database-url`` for PostgreSQL), with the CIM outbox installed as the ``hes`` command installs
 it (every store also writes its CIM messages in the same transaction; ``--no-cim`` leaves it out).
@@ -17,14 +18,14 @@ it (every store also writes its CIM messages in the same transaction; ``--no-cim
 3. What the head-end stored is checked: every meter's 96 intervals x 2 channels and 4 daily
    values, and a sample compared with ``simulators.energy``'s values.
 4. The baseline: a collector built on the gurux-dlms client (test-only dependency) doing the same
-   reads (the same two sessions per meter, HLS-GMAC, range reads of both profiles) for
+   reads (one session per meter, HLS-GMAC, range reads of both profiles) for
    ``--gurux-meters`` meters, one after the other on blocking sockets, turning the rows into typed
    values (``changeType`` to a date-time, as a gurux user does) and storing them with the same
    storage code (CIM outbox included) into a second database. Its CPU per meter-day is measured
    the same way.
 
-Not counted: the plan engine's own bookkeeping (claiming work items, recording their results),
-which is ``scheduler.engine``'s and is measured with it.
+Not counted unless ``--engine``: the plan engine's own bookkeeping (claiming work items, recording
+their results, the run's summary).
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ from sqlalchemy.orm import Session
 
 from hes.db import create_engine_for, upgrade
 from hes.db.models import IntervalValue, Meter, RegisterReading
-from hes.db.readings import IntervalRow, RegisterRow, store_intervals, store_registers
+from hes.db.readings import IntervalRow, RegisterRow, store_many
 from hes.keys import load_master_key
 from hes.registry import Registry
 from hes.session import ConcentratorLimits, Timeouts
 from scheduler.contract import Command, ExecutionContext, WorkItem
+from scheduler.engine import EngineOptions, Worker
+from scheduler.executors import default_executors
 from scheduler.n2pload import collect_meter, pass_meters
+from scheduler.plans import N2PLOAD, Plans
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
 from simulators.fleet import Fleet, FleetOptions
 from simulators.manifest import read_manifest
@@ -169,6 +173,32 @@ def _timed_pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkI
     after = os.times()
     timed = _Timed(time.process_time() - cpu, time.perf_counter() - wall, states, after.user - times.user,
                    after.system - times.system)
+    if profiler is not None and profile is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
+        profile.write_text(text.getvalue())
+    return timed
+
+
+def _engine_pass(context: ExecutionContext, concurrency: int, profile: Path | None = None) -> _Timed:
+    """The day pass as ``hes n2pload --daily`` runs it: a run of the built-in n2pload plan worked by a
+    ``Worker`` (claims, a meter's two items as one unit, outcomes and the run's summary recorded)."""
+    plans = Plans(context.engine)
+    worker = Worker(replace(context, limits=ConcentratorLimits(default=8)), default_executors(),
+                    EngineOptions(worker_id="bench", concurrency=concurrency, per_concentrator=8, poll=0.05))
+    profiler = cProfile.Profile(time.process_time) if profile is not None else None
+    times, cpu, wall = os.times(), time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    run = plans.start_run(N2PLOAD, trigger="n2pload", who="bench", commands=_COMMANDS)
+    asyncio.run(worker.work(run_id=run.id))
+    if profiler is not None:
+        profiler.disable()
+    after = os.times()
+    done = plans.run_info(run.id)
+    timed = _Timed(time.process_time() - cpu, time.perf_counter() - wall, Counter(done.counts),
+                   after.user - times.user, after.system - times.system)
     if profiler is not None and profile is not None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
@@ -288,17 +318,20 @@ def _gurux_collect(manifest: Path, engine: Engine, count: int) -> tuple[float, i
             meter_id = ids[meter.serial]
             rows: list[IntervalRow] = []
             registers: list[RegisterRow] = []
-            for ln in ("1.0.99.1.0.255", "1.0.98.1.0.255"):
-                client = GXDLMSSecureClient(True, dc.client_sap, meter.logical_device, Authentication.HIGH_GMAC, None,
-                                            InterfaceType.WRAPPER)
-                client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-                client.ciphering.systemTitle = GURUX_TITLE
-                client.ciphering.blockCipherKey = dc.security.ek
-                client.ciphering.authenticationKey = dc.security.ak
-                # The DC checks counters per logical device: above anything the head-end used.
-                client.ciphering.invocationCounter = counter
-                counter += 100
-                (got,) = _GuruxSession(dc.port, client).session([(ln, DAY_START + timedelta(seconds=1), EPOCH)])
+            client = GXDLMSSecureClient(True, dc.client_sap, meter.logical_device, Authentication.HIGH_GMAC, None,
+                                        InterfaceType.WRAPPER)
+            client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
+            client.ciphering.systemTitle = GURUX_TITLE
+            client.ciphering.blockCipherKey = dc.security.ek
+            client.ciphering.authenticationKey = dc.security.ak
+            # The DC checks counters per logical device: above anything the head-end used.
+            client.ciphering.invocationCounter = counter
+            counter += 100
+            # One session for both profiles, as the head-end does.
+            lns = ("1.0.99.1.0.255", "1.0.98.1.0.255")
+            answers = _GuruxSession(dc.port, client).session(
+                [(ln, DAY_START + timedelta(seconds=1), EPOCH) for ln in lns])
+            for ln, got in zip(lns, answers, strict=True):
                 for row in got:
                     moment = client.changeType(row[0], DataType.DATETIME).value
                     at = moment.astimezone(UTC)
@@ -310,8 +343,12 @@ def _gurux_collect(manifest: Path, engine: Engine, count: int) -> tuple[float, i
                         registers += [RegisterRow(meter_id, obis, at, int(value), 0, 30, -60)
                                       for obis, value in zip(DAILY, row[1:])]
             with Session(engine) as session, session.begin():
-                intervals += store_intervals(session, rows)
-                daily += store_registers(session, registers)
+                (new,) = store_many(session, [(rows, registers)])
+            if new != len(rows) + len(registers):  # a fresh database: every row is new
+                raise RuntimeError(f"gurux baseline: {new} of {len(rows) + len(registers)} rows stored for "
+                                   f"{meter.serial}")
+            intervals += len(rows)
+            daily += len(registers)
     return time.process_time() - cpu, intervals, daily
 
 
@@ -320,7 +357,7 @@ def _gurux_collect(manifest: Path, engine: Engine, count: int) -> tuple[float, i
 
 def measure(concentrators: int, meters_per_dc: int, gurux_meters: int, concurrency: int, seed: int,
             database_url: str | None, profile: Path | None, sqlite_wal: bool = False,
-            cim: bool = True) -> dict[str, Any]:
+            cim: bool = True, through_engine: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hes-bench-collect-") as folder:
         tmp = Path(folder)
         manifest = tmp / "fleet.json"
@@ -342,7 +379,8 @@ def measure(concentrators: int, meters_per_dc: int, gurux_meters: int, concurren
             first = _timed_pass(context, _items(engine, WARM_START, DAY_START), concurrency)
             time.sleep(0.5)
             field_before = field_cpu.value
-            day = _timed_pass(context, _items(engine, None, EPOCH), concurrency, profile)
+            day = (_engine_pass(context, concurrency, profile) if through_engine
+                   else _timed_pass(context, _items(engine, None, EPOCH), concurrency, profile))
             time.sleep(0.5)
             field_day = field_cpu.value - field_before
             verified = _verify(engine, seed, meters)
@@ -369,6 +407,7 @@ def measure(concentrators: int, meters_per_dc: int, gurux_meters: int, concurren
         "database": ("postgresql" if database_url and database_url.startswith("postgresql")
                      else "sqlite (WAL)" if sqlite_wal else "sqlite"),
         "cim_outbox": cim,
+        "day_pass": "plan engine (n2pload run)" if through_engine else "executors (collect_meter per meter)",
         "cim_messages_written": cim_messages,
         "concurrency": concurrency,
         "hes_cpu_ms_per_meter_day": round(hes_ms, 3),
@@ -406,12 +445,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="put the SQLite database in WAL mode first (the head-end's default: rollback journal)")
     parser.add_argument("--no-cim", action="store_true",
                         help="do not install the CIM outbox (by default stored rows also become CIM messages)")
+    parser.add_argument("--engine", action="store_true",
+                        help="run the timed pass as a plan run through the plan engine (hes n2pload --daily), "
+                             "its claims and bookkeeping counted too")
     parser.add_argument("--profile", type=Path, default=None, help="write cProfile statistics of the timed pass")
     args = parser.parse_args(argv)
     if args.concentrators < 1 or args.meters_per_dc < 1 or args.concurrency < 1 or args.gurux_meters < 0:
         parser.error("counts must be positive")
     result = measure(args.concentrators, args.meters_per_dc, args.gurux_meters, args.concurrency, args.seed,
-                     args.database_url, args.profile, args.sqlite_wal, not args.no_cim)
+                     args.database_url, args.profile, args.sqlite_wal, not args.no_cim, args.engine)
     if args.json:
         print(json.dumps(result))
     else:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -195,8 +196,10 @@ class IntervalValue(Base):
     quality: Mapped[int] = mapped_column(Integer, default=0)  # our quality flags (bitmask)
     collected_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    # SQLite: the natural key is the clustered key (one B-tree less to write per row).
-    __table_args__ = (Index("ix_interval_values_meter_end", "meter_id", "interval_end"), {"sqlite_with_rowid": False})
+    # The key in (meter, time, OBIS, attribute) order serves a meter's time ranges itself, so no second
+    # index has to be written per row; on SQLite it is the clustered key (no rowid B-tree either).
+    __table_args__ = (PrimaryKeyConstraint("meter_id", "interval_end", "obis", "attribute", name="pk_interval_values"),
+                      {"sqlite_with_rowid": False})
 
 
 class RegisterReading(Base):

@@ -64,14 +64,47 @@ def test_migrations_from_empty_create_every_table(database_url: str) -> None:
     assert upgrade(engine) == head_revision()
     assert set(inspect(engine).get_table_names()) >= TABLES
     assert upgrade(engine) == head_revision()  # a second upgrade is a no-op
-    indexes = {ix["name"] for ix in inspect(engine).get_indexes("interval_values")}
-    assert "ix_interval_values_meter_end" in indexes
+    # Interval values keyed (meter, end, OBIS, attribute): the key serves a meter's time ranges, no second index.
+    assert inspect(engine).get_pk_constraint("interval_values")["constrained_columns"] == [
+        "meter_id", "interval_end", "obis", "attribute"]
+    assert inspect(engine).get_indexes("interval_values") == []
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert not TABLES & set(inspect(engine).get_table_names())
     assert upgrade(engine) == head_revision()
+    engine.dispose()
+
+
+def test_the_interval_key_migration_keeps_every_value(database_url: str) -> None:
+    """0008 -> 0009 rebuilds (SQLite) or re-keys (PostgreSQL) interval_values: every row is still there,
+    identity still unique, and the way back restores the old key and index."""
+    engine = create_engine_for(database_url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0008")
+    meters = _meters(engine, 2)
+    rows = _day(meters[0]) + _day(meters[1])
+    with engine.begin() as connection:
+        assert store_intervals(connection, rows) == len(rows)
+    assert upgrade(engine) == head_revision()
+    with session_factory(engine)() as session:
+        got = {(r.meter_id, r.obis, r.attribute, r.interval_end): (r.value, r.scaler, r.unit, r.status)
+               for r in session.scalars(select(IntervalValue))}
+    assert got == {(r.meter_id, r.obis, r.attribute, r.interval_end): (r.value, r.scaler, r.unit, r.status)
+                   for r in rows}
+    with engine.begin() as connection:
+        assert store_intervals(connection, rows) == 0  # the same identity: nothing stored twice
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    assert inspect(engine).get_pk_constraint("interval_values")["constrained_columns"] == [
+        "meter_id", "obis", "attribute", "interval_end"]
+    assert {ix["name"] for ix in inspect(engine).get_indexes("interval_values")} == {"ix_interval_values_meter_end"}
+    with session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(IntervalValue)) == len(rows)
     engine.dispose()
 
 

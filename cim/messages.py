@@ -582,6 +582,15 @@ def _meter_readings_bytes(
         return None
     if correlation_id is not None and not plain(correlation_id):
         return None
+    return _meter_readings_envelope(text, message_id=message_id, correlation_id=correlation_id, timestamp=timestamp,
+                                    source=source, part=part)
+
+
+def _meter_readings_envelope(
+    text: str, *, message_id: str, correlation_id: str | None, timestamp: datetime, source: str, part: _Part | None,
+) -> bytes:
+    """The EventMessage around a MeterReadings payload written as text (free texts known to be plain);
+    shared with ``cim.fast``, so both paths write the same header."""
     out = [
         f"<?xml version='1.0' encoding='UTF-8'?>\n<EventMessage xmlns=\"{MESSAGE_NS}\"><Header><Verb>created</Verb>"
         f"<Noun>MeterReadings</Noun><Timestamp>{_iso(timestamp)}</Timestamp><Source>{_escape(source)}</Source>"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -204,16 +205,25 @@ class ConcentratorLimits:
     @contextlib.asynccontextmanager
     async def slot(self, concentrator_id: str) -> AsyncIterator[None]:
         """Hold one of the DC's session slots (waits while all are taken)."""
+        await self.acquire(concentrator_id)
+        try:
+            yield
+        finally:
+            self.release(concentrator_id)
+
+    async def acquire(self, concentrator_id: str) -> None:
+        """Take one of the DC's session slots (waits while all are taken); ``release`` gives it back."""
         semaphore = self._semaphores.get(concentrator_id)
         if semaphore is None:
             semaphore = self._semaphores[concentrator_id] = asyncio.Semaphore(self.budget(concentrator_id))
-        async with semaphore:
-            count = self._active[concentrator_id] = self.active(concentrator_id) + 1
-            self.peak[concentrator_id] = max(self.peak.get(concentrator_id, 0), count)
-            try:
-                yield
-            finally:
-                self._active[concentrator_id] -= 1
+        await semaphore.acquire()
+        count = self._active[concentrator_id] = self.active(concentrator_id) + 1
+        if count > self.peak.get(concentrator_id, 0):
+            self.peak[concentrator_id] = count
+
+    def release(self, concentrator_id: str) -> None:
+        self._active[concentrator_id] -= 1
+        self._semaphores[concentrator_id].release()
 
 
 class AttributeRef(NamedTuple):
@@ -593,8 +603,7 @@ class MeterSession:
         return None if event.data is None else decode_data_exact(event.data)
 
 
-@contextlib.asynccontextmanager
-async def open_session(
+def open_session(
     target: MeterTarget,
     counters: CounterReservation,
     *,
@@ -604,7 +613,7 @@ async def open_session(
     hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
     max_receive_pdu_size: int = 0xFFFF,
     connect: LinkFactory | None = None,
-) -> AsyncIterator[MeterSession]:
+) -> contextlib.AbstractAsyncContextManager[MeterSession]:
     """Connect by the target's route and associate; release and close on exit (also on error).
 
     Through a DC, the session first takes one of the DC's slots in ``limits`` (None: no limit).
@@ -614,16 +623,44 @@ async def open_session(
     ``TargetError`` (unusable target data). ``connect`` replaces the route's own link (an already
     open line, e.g. after an optical sign-on, or an in-process meter for the benchmark).
     """
-    session = MeterSession(target, counters, timeouts=timeouts or Timeouts(), rng=rng,
-                           hdlc_parameters=hdlc_parameters, max_receive_pdu_size=max_receive_pdu_size,
-                           connect=connect)
-    async with contextlib.AsyncExitStack() as stack:
-        route = target.route
-        if limits is not None and isinstance(route, ViaConcentrator):
-            await stack.enter_async_context(limits.slot(route.concentrator_id))
-        await session._open()
-        try:
-            yield session
-        finally:
-            await session.close()
+    route = target.route
+    slot = route.concentrator_id if limits is not None and isinstance(route, ViaConcentrator) else None
+    # The session is made on entry (a ``TargetError`` is raised by ``async with``, before any wait).
+    return _OpenSession(functools.partial(
+        MeterSession, target, counters, timeouts=timeouts or Timeouts(), rng=rng, hdlc_parameters=hdlc_parameters,
+        max_receive_pdu_size=max_receive_pdu_size, connect=connect), limits, slot)
 
+
+class _OpenSession(contextlib.AbstractAsyncContextManager[MeterSession]):
+    """``open_session``'s context: the DC slot (if any), then the session, released in reverse order."""
+
+    def __init__(self, make: Callable[[], MeterSession], limits: ConcentratorLimits | None,
+                 slot: str | None) -> None:
+        self._make = make
+        self._session: MeterSession | None = None
+        self._limits = limits
+        self._slot = slot
+
+    async def __aenter__(self) -> MeterSession:
+        session = self._session = self._make()
+        limits, slot = self._limits, self._slot
+        if limits is not None and slot is not None:
+            await limits.acquire(slot)
+        try:
+            await session._open()
+        except BaseException:
+            self._release_slot()
+            raise
+        return session
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            if self._session is not None:
+                await self._session.close()
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        limits, slot, self._slot = self._limits, self._slot, None
+        if limits is not None and slot is not None:
+            limits.release(slot)

@@ -15,7 +15,7 @@ import errno
 import os
 from collections.abc import Iterator
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import serial
 
@@ -28,6 +28,7 @@ __all__ = [
     "Stream",
     "TcpStream",
     "map_errors",
+    "mapped_error",
     "open_serial",
     "open_tcp",
 ]
@@ -60,72 +61,235 @@ class Stream(Protocol):
     async def aclose(self) -> None: ...
 
 
+def mapped_error(phase: Phase, peer: str, exc: BaseException, timeout: float | None = None) -> TransportError | None:
+    """The transport error ``exc`` means in ``phase`` (None: not a transport matter, let it through)."""
+    if isinstance(exc, TransportError):
+        return None
+    if isinstance(exc, TimeoutError):
+        if phase is Phase.CONNECT:
+            return ConnectTimeout(f"no connection to {peer} within {timeout:.3g} s")
+        if phase is Phase.READ:
+            return ReadTimeout(f"{peer} did not answer within {timeout:.3g} s")
+        return ConnectionLost(f"{phase.value} to {peer} timed out after {timeout:.3g} s")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionLost(f"connection refused by {peer} (device or its WAN down)")
+    if isinstance(exc, OSError | serial.SerialException):
+        # socket.gaierror, ECONNRESET, EPIPE, EIO on a serial line that went away...: the link is gone.
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        return ConnectionLost(f"{phase.value} {'to' if phase is Phase.CONNECT else 'on'} {peer} failed: {detail}")
+    return None
+
+
 @contextlib.contextmanager
 def map_errors(phase: Phase, peer: str, timeout: float | None = None) -> Iterator[None]:
     """Translate OS errors and expired deadlines into ``ConnectTimeout``/``ReadTimeout``/``ConnectionLost``."""
     try:
         yield
-    except TransportError:
-        raise
-    except TimeoutError as exc:
-        if phase is Phase.CONNECT:
-            raise ConnectTimeout(f"no connection to {peer} within {timeout:.3g} s") from exc
-        if phase is Phase.READ:
-            raise ReadTimeout(f"{peer} did not answer within {timeout:.3g} s") from exc
-        raise ConnectionLost(f"{phase.value} to {peer} timed out after {timeout:.3g} s") from exc
-    except ConnectionRefusedError as exc:
-        raise ConnectionLost(f"connection refused by {peer} (device or its WAN down)") from exc
-    except (OSError, serial.SerialException) as exc:
-        # socket.gaierror, ECONNRESET, EPIPE, EIO on a serial line that went away...: the link is gone.
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        raise ConnectionLost(f"{phase.value} {'to' if phase is Phase.CONNECT else 'on'} {peer} failed: "
-                             f"{detail}") from exc
+    except Exception as exc:
+        error = mapped_error(phase, peer, exc, timeout)
+        if error is None:
+            raise
+        raise error from exc
 
 
-class TcpStream:
-    """An asyncio TCP connection."""
+def _raise(phase: Phase, peer: str, exc: BaseException, timeout: float | None = None) -> NoReturn:
+    error = mapped_error(phase, peer, exc, timeout)
+    if error is None:
+        raise exc
+    raise error from exc
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
-        self._reader = reader
-        self._writer = writer
+
+#: Received bytes held before the socket stops being read (the peer then waits: TCP flow control).
+_READ_BUFFER_LIMIT = 256 * 1024
+
+
+class TcpStream(asyncio.Protocol):
+    """An asyncio TCP connection: the protocol object itself, with no StreamReader/StreamWriter between.
+
+    Bytes received wait in one buffer; a ``read`` that finds it empty waits on one future. Its
+    deadline is one timer per stream, not per read: the timer stays armed across reads and is only
+    moved earlier (or re-armed when it fires before the current deadline), so a session whose
+    reads all have the same timeout schedules it about once. ``write`` awaits only when the
+    transport asks the protocol to pause (its buffer is full) or the write broke the connection.
+    """
+
+    def __init__(self, peer: str) -> None:
         self._peer = peer
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._lost = False
+        self._exception: BaseException | None = None
         self._closed = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._waiter: asyncio.Future[None] | None = None  # a read waiting for bytes
+        self._drain_waiter: asyncio.Future[None] | None = None  # a write waiting for resume_writing
+        self._close_waiter: asyncio.Future[None] | None = None
+        self._deadline: float | None = None  # of the read now waiting
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def peer(self) -> str:
         return self._peer
 
+    # --- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._wake(None)
+        if len(self._buffer) > _READ_BUFFER_LIMIT and not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake(None)
+        return True  # keep the transport open for writing (half-close), as asyncio's streams do
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if exc is None:
+            self._eof = True
+        else:
+            self._exception = exc
+        self._wake(exc)
+        for waiter in (self._drain_waiter, self._close_waiter):
+            if waiter is not None and not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
+        self._drain_waiter = None
+        self._cancel_timer()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- the read deadline ----------------------------------------------------------------------------
+
+    def _wake(self, exc: BaseException | None) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    def _arm(self, deadline: float) -> None:
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        deadline = self._deadline
+        if deadline is None or timer is None:
+            return
+        if deadline <= timer.when():
+            self._wake(TimeoutError())
+        else:
+            self._arm(deadline)  # the read that set the timer is over; this one ends later
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # --- Stream -----------------------------------------------------------------------------------
+
     async def read(self, max_bytes: int, timeout: float | None) -> bytes:
-        with map_errors(Phase.READ, self._peer, timeout):
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+        if self._exception is not None:
+            _raise(Phase.READ, self._peer, self._exception, timeout)
+        buffer = self._buffer
+        if not buffer and not self._eof:
+            if self._waiter is not None:
+                raise RuntimeError(f"read on {self._peer} while another read is waiting")
+            waiter = self._waiter = self._loop.create_future()
+            if timeout is not None:
+                self._arm(self._loop.time() + timeout)
+            try:
+                await waiter
+            except (TimeoutError, OSError) as exc:
+                _raise(Phase.READ, self._peer, exc, timeout)
+            finally:
+                self._waiter = self._deadline = None
+        if len(buffer) <= max_bytes:
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:max_bytes])
+            del buffer[:max_bytes]
+        if self._reading_paused and len(buffer) <= _READ_BUFFER_LIMIT // 2 and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return data
 
     async def write(self, data: bytes) -> None:
         if not data:
             return
         if self._closed:
             raise ConnectionLost(f"write on {self._peer} after the stream was closed")
-        with map_errors(Phase.WRITE, self._peer):
-            self._writer.write(data)
-            await self._writer.drain()
+        if self._exception is not None:
+            _raise(Phase.WRITE, self._peer, self._exception)
+        transport = self._transport
+        assert transport is not None
+        transport.write(data)
+        if not self._writing_paused and not transport.is_closing():
+            return
+        try:
+            if transport.is_closing():
+                await asyncio.sleep(0)  # a failed send: let connection_lost run (as StreamWriter.drain does)
+            if self._lost:
+                raise ConnectionResetError("Connection lost")
+            if self._writing_paused:
+                self._drain_waiter = self._loop.create_future()
+                await self._drain_waiter
+        except OSError as exc:
+            _raise(Phase.WRITE, self._peer, exc)
 
     async def aclose(self) -> None:
+        """Close the transport; wait for the socket to close only when queued bytes are still to go."""
         if self._closed:
             return
         self._closed = True
-        self._writer.close()
-        # The peer may have reset the connection already: there is nothing left to tell it.
-        with contextlib.suppress(OSError, TransportError), map_errors(Phase.CLOSE, self._peer):
-            await self._writer.wait_closed()
+        self._cancel_timer()
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        pending = transport.get_write_buffer_size()
+        transport.close()
+        if pending:
+            # The peer may have reset the connection already: there is nothing left to tell it.
+            self._close_waiter = self._loop.create_future()
+            with contextlib.suppress(OSError):
+                await self._close_waiter
 
 
 async def open_tcp(host: str, port: int, *, timeout: float | None) -> TcpStream:
     """Connect within ``timeout`` seconds (``ConnectTimeout``; refused or unreachable: ``ConnectionLost``)."""
     peer = f"{host}:{port}"
-    with map_errors(Phase.CONNECT, peer, timeout):
+    stream = TcpStream(peer)
+    try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-    return TcpStream(reader, writer, peer)
+            await stream._loop.create_connection(lambda: stream, host, port)
+    except (OSError, serial.SerialException) as exc:
+        _raise(Phase.CONNECT, peer, exc, timeout)
+    return stream
 
 
 class SerialStream:

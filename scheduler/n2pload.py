@@ -315,6 +315,7 @@ _RESERVE_SQL = (
     "ON CONFLICT (device, client_sap) DO UPDATE SET next_counter = CASE WHEN invocation_counters.next_counter >= 1 "
     "THEN invocation_counters.next_counter ELSE 1 END + ?, updated_at = excluded.updated_at RETURNING next_counter"
 )
+_UNRESERVE_SQL = "UPDATE invocation_counters SET next_counter = next_counter - ? WHERE device = ? AND client_sap = ?"
 _DC_CONTACT_SQL = "UPDATE concentrators SET reachable = ?, last_contact = ?, last_attempt = ? WHERE id = ?"
 _DC_ATTEMPT_SQL = "UPDATE concentrators SET reachable = ?, last_attempt = ? WHERE id = ?"
 
@@ -460,6 +461,8 @@ def _prepare_in(connection: Connection, request: _PrepareRequest) -> _Prepared:
     limit = int(_sql(connection, _RESERVE_SQL, (dc_id, dc_sap, 1 + count, _to_db(connection, request.now),
                                                 count)).fetchone()[0])
     if limit > COUNTER_LIMIT:
+        # Give the range back: this transaction is shared with other meters' reservations and commits.
+        _sql(connection, _UNRESERVE_SQL, (count, dc_id, dc_sap))
         raise CounterExhausted(f"invocation counters of {dc_id} (client SAP {dc_sap}) are used up: rekey it")
     return _Prepared(plans, target, CounterReservation(start=limit - count, limit=limit,
                                                        last_received=plans[0].last_received))

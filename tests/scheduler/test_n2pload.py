@@ -187,6 +187,40 @@ def test_a_day_of_profile_and_daily_values_stored_once_equal_to_the_simulator(
     run(body)
 
 
+def test_used_up_counters_fail_the_meter_and_reserve_nothing(tmp_path: Path, engine: Engine, master_key: Any) -> None:
+    """A DC whose invocation counters would pass the limit: FAIL saying to rekey, no session, and the
+    shared reservation transaction leaves its counter where it was (the other meters' ranges commit)."""
+    from sqlalchemy import text
+
+    from hes.db.counters import COUNTER_LIMIT
+
+    async def body() -> None:
+        async with field(tmp_path, engine, master_key) as (_fleet, _registry, context):
+            with Session(engine) as session:
+                dc = session.get(Concentrator, "DC0001")
+                assert dc is not None
+                sap = dc.client_sap
+            with engine.begin() as connection:
+                connection.execute(text(
+                    "INSERT INTO invocation_counters (device, client_sap, next_counter, updated_at) "
+                    "VALUES ('DC0001', :sap, :next, CURRENT_TIMESTAMP) ON CONFLICT (device, client_sap) "
+                    "DO UPDATE SET next_counter = excluded.next_counter"), {"sap": sap, "next": COUNTER_LIMIT - 5})
+            dc_meter, p2p = await asyncio.gather(
+                collect_meter(context, [item(context, DC_A), item(context, DC_A, "daily")]),
+                collect_meter(context, [item(context, P2P), item(context, P2P, "daily")]))
+            assert [o.state for o in dc_meter] == ["FAIL", "FAIL"]
+            assert all("used up" in (o.reason or "") and "rekey" in (o.reason or "") and not o.retryable
+                       for o in dc_meter), dc_meter
+            assert [o.stored for o in p2p] == [192, 4]  # the other meter of the transaction is collected
+            with engine.connect() as connection:
+                assert connection.execute(text(
+                    "SELECT next_counter FROM invocation_counters WHERE device = 'DC0001' AND client_sap = :sap"),
+                    {"sap": sap}).scalar_one() == COUNTER_LIMIT - 5
+            assert watermark(engine, DC_A) is None
+
+    run(body)
+
+
 def test_a_meters_profile_and_daily_values_share_one_session_and_meters_share_transactions(
         tmp_path: Path, engine: Engine, master_key: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``collect_meter`` (what the engine runs for a meter's N2PLoad items claimed together): one association

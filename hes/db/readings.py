@@ -13,14 +13,16 @@ the same connection, inside the caller's transaction; without listeners the plai
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from hes.db import stored
@@ -137,10 +139,12 @@ def _insert_new(connection: Connection, table: Table, rows: list[tuple[Any, ...]
         staged = _copy_in(connection, table, rows)
         if staged is not None:
             cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
-                           f"ON CONFLICT ({key}) DO NOTHING")
-            count = int(cursor.rowcount)
-            cursor.execute(f"DELETE FROM {staged}")
+            statement = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
+                         f"ON CONFLICT ({key}) DO NOTHING")
+            with _driver_errors(connection, statement):
+                cursor.execute(statement)
+                count = int(cursor.rowcount)
+                cursor.execute(f"DELETE FROM {staged}")
             return count
         arrays = tuple(list(values) for values in zip(*rows))
         casts = ", ".join(f"%s::{column.type.compile(dialect)}[]" for column in columns)
@@ -185,19 +189,31 @@ def _copy_in(connection: Connection, table: Table, rows: list[tuple[Any, ...]]) 
     raw = connection.connection.dbapi_connection
     assert raw is not None
     cursor = raw.cursor()
-    # Every time: a temporary table made in a transaction that was rolled back is gone again.
-    cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} (LIKE {table.name}) ON COMMIT DELETE ROWS")
     names = ", ".join(column.name for column in table.columns)
-    with cursor.copy(f"COPY {staged} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        write = copy.write_row
-        for row in rows:
-            write(row)
+    statement = f"COPY {staged} ({names}) FROM STDIN (FORMAT BINARY)"
+    with _driver_errors(connection, statement):
+        # Every time: a temporary table made in a transaction that was rolled back is gone again.
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} (LIKE {table.name}) ON COMMIT DELETE ROWS")
+        with cursor.copy(statement) as copy:
+            copy.set_types(types)
+            write = copy.write_row
+            for row in rows:
+                write(row)
     return staged
 
 
 #: SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER, 32766 since 3.32).
 _SQLITE_MAX_PARAMETERS = 32766
+
+
+@contextlib.contextmanager
+def _driver_errors(connection: Connection, statement: str) -> Iterator[None]:
+    """Driver errors of raw-cursor work as SQLAlchemy's (so ``storage_errors`` gives its one line, as for the rest)."""
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
 
 def _all_new_sqlite(connection: Connection, table: Table, rows: list[tuple[Any, ...]]) -> bool:
@@ -220,19 +236,20 @@ def _all_new_sqlite(connection: Connection, table: Table, rows: list[tuple[Any, 
     if not raw.in_transaction:
         # A savepoint outside a transaction would be one, committed on release: open the caller's first.
         cursor.execute("BEGIN")
-    cursor.execute("SAVEPOINT hes_insert_new")
-    try:
-        cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING",
-                           rows)
-        if cursor.rowcount == len(rows):
-            return True
-        cursor.execute("ROLLBACK TO SAVEPOINT hes_insert_new")
-        return False
-    except BaseException:
-        cursor.execute("ROLLBACK TO SAVEPOINT hes_insert_new")
-        raise
-    finally:
-        cursor.execute("RELEASE SAVEPOINT hes_insert_new")
+    statement = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING"
+    with _driver_errors(connection, statement):
+        cursor.execute("SAVEPOINT hes_insert_new")
+        try:
+            cursor.executemany(statement, rows)
+            if cursor.rowcount == len(rows):
+                return True
+            cursor.execute("ROLLBACK TO SAVEPOINT hes_insert_new")
+            return False
+        except BaseException:
+            cursor.execute("ROLLBACK TO SAVEPOINT hes_insert_new")
+            raise
+        finally:
+            cursor.execute("RELEASE SAVEPOINT hes_insert_new")
 
 
 def _insert_returning(connection: Connection, table: Table, rows: list[tuple[Any, ...]]) -> list[int]:
@@ -266,10 +283,12 @@ def _insert_returning(connection: Connection, table: Table, rows: list[tuple[Any
             returned.extend(map(tuple, connection.exec_driver_sql(sql, flat).fetchall()))
     elif dialect.name == "postgresql" and (staged := _copy_in(connection, table, rows)) is not None:
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
-                       f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}")
-        returned.extend(cursor.fetchall())
-        cursor.execute(f"DELETE FROM {staged}")
+        statement = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
+                     f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}")
+        with _driver_errors(connection, statement):
+            cursor.execute(statement)
+            returned.extend(cursor.fetchall())
+            cursor.execute(f"DELETE FROM {staged}")
     elif dialect.name == "postgresql":
         arrays = tuple(list(values) for values in zip(*rows))
         casts = ", ".join(f"%s::{column.type.compile(dialect)}[]" for column in columns)

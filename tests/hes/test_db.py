@@ -248,6 +248,35 @@ def test_store_many_tells_listeners_exactly_the_new_rows(engine: Engine, groups:
     assert registers == (1 if commit else 0)
 
 
+@pytest.mark.parametrize("listening", [False, True])
+@pytest.mark.parametrize("count", [3, 200])
+def test_store_many_refused_rows_give_a_storage_error_and_store_nothing(engine: Engine, count: int,
+                                                                        listening: bool) -> None:
+    """A row for a meter that does not exist, on the raw-cursor paths too (SQLite executemany in a savepoint,
+    PostgreSQL binary COPY from 64 rows): the typed one-line error, and the transaction keeps nothing."""
+    from hes.db.engine import StorageError, storage_errors
+
+    good = _meters(engine, 1)[0]
+    rows = [IntervalRow(good, "1.0.1.8.0.255", 2, DAY + timedelta(minutes=15 * k), float(k)) for k in range(count)]
+    rows.append(IntervalRow(good + 999, "1.0.1.8.0.255", 2, DAY, 1.0))
+    told: list[StoredBatch] = []
+
+    def listener(_connection: object, batch: StoredBatch) -> None:
+        told.append(batch)
+
+    if listening:  # the listener's path: SQLite's executemany in a savepoint, kept only if all rows are new
+        add_listener(listener)
+    try:
+        with pytest.raises(StorageError, match="refused") as refused, storage_errors(engine), \
+                engine.begin() as connection:
+            store_many(connection, [(rows, [])])
+    finally:
+        remove_listener(listener)
+    assert "\n" not in str(refused.value) and told == []
+    with session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(IntervalValue)) == 0
+
+
 def test_counter_reservations_are_disjoint_and_persisted(engine: Engine) -> None:
     first = reserve_counters(engine, "SIM000100000", 1, 10)
     assert (first.start, first.limit, first.last_received) == (1, 11, None)

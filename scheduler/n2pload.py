@@ -237,8 +237,7 @@ class _Plan:
 @dataclass(slots=True)
 class _Progress:
     associated: bool = False
-    #: The session's counters: how many it used, and the last one the device sent.
-    used: int | None = None
+    #: The last invocation counter the device sent (its replay floor, stored with the data).
     received: int | None = None
 
 
@@ -559,7 +558,7 @@ async def _read_all(context: ExecutionContext, target: MeterTarget, reservation:
                 for position, plan, kind in due:
                     reads[position] = await _read_one(session, plan, kind, _decode_shape(plan.shape_text))
             finally:
-                progress.used, progress.received = session.counters_used, session.last_received
+                progress.received = session.last_received
     except (DlmsError, TimeoutError) as exc:
         error = exc
     return error

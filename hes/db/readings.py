@@ -122,8 +122,9 @@ def _insert_new(connection: Connection, table: Table, rows: list[tuple[Any, ...]
     """Insert ``rows`` (driver values in table column order), skipping conflicts; how many were new.
 
     Driver-level statements, because compiling a 2000-parameter statement per batch costs more
-    than the database work: SQLite gets one ``executemany`` (``rowcount`` sums it), PostgreSQL one
-    ``INSERT ... SELECT FROM unnest(arrays)`` (one statement, one parameter per column, exact ``rowcount``).
+    than the database work: SQLite gets one ``executemany`` (``rowcount`` sums it), PostgreSQL a
+    binary COPY into a staging table (``_insert_staged``) or, for a few rows, one
+    ``INSERT ... SELECT FROM unnest(arrays)`` (one parameter per column); both give an exact ``rowcount``.
     """
     if not rows:
         return 0
@@ -136,16 +137,9 @@ def _insert_new(connection: Connection, table: Table, rows: list[tuple[Any, ...]
         sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING"
         return connection.exec_driver_sql(sql, rows).rowcount
     if dialect.name == "postgresql":
-        staged = _copy_in(connection, table, rows)
+        staged = _insert_staged(connection, table, rows, returning=False)
         if staged is not None:
-            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            statement = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
-                         f"ON CONFLICT ({key}) DO NOTHING")
-            with _driver_errors(connection, statement):
-                cursor.execute(statement)
-                count = int(cursor.rowcount)
-                cursor.execute(f"DELETE FROM {staged}")
-            return count
+            return staged[0]
         arrays = tuple(list(values) for values in zip(*rows))
         casts = ", ".join(f"%s::{column.type.compile(dialect)}[]" for column in columns)
         sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({casts}) ON CONFLICT ({key}) DO NOTHING"
@@ -200,6 +194,26 @@ def _copy_in(connection: Connection, table: Table, rows: list[tuple[Any, ...]]) 
             for row in rows:
                 write(row)
     return staged
+
+
+def _insert_staged(connection: Connection, table: Table, rows: list[tuple[Any, ...]], *,
+                   returning: bool) -> tuple[int, list[tuple[Any, ...]]] | None:
+    """PostgreSQL: ``rows`` copied into the staging table, then inserted skipping conflicts; (new rows, their
+    keys when ``returning``). None when ``_copy_in`` declines (the caller takes the array way)."""
+    staged = _copy_in(connection, table, rows)
+    if staged is None:
+        return None
+    names = ", ".join(column.name for column in table.columns)
+    key = ", ".join(column.name for column in table.primary_key.columns)
+    statement = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} ON CONFLICT ({key}) DO NOTHING"
+                 + (f" RETURNING {key}" if returning else ""))
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    with _driver_errors(connection, statement):
+        cursor.execute(statement)
+        count = int(cursor.rowcount)
+        keys = [tuple(row) for row in cursor.fetchall()] if returning else []
+        cursor.execute(f"DELETE FROM {staged}")
+    return count, keys
 
 
 #: SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER, 32766 since 3.32).
@@ -281,14 +295,9 @@ def _insert_returning(connection: Connection, table: Table, rows: list[tuple[Any
                    f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}")
             flat = tuple(itertools.chain.from_iterable(chunk))
             returned.extend(map(tuple, connection.exec_driver_sql(sql, flat).fetchall()))
-    elif dialect.name == "postgresql" and (staged := _copy_in(connection, table, rows)) is not None:
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        statement = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} "
-                     f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}")
-        with _driver_errors(connection, statement):
-            cursor.execute(statement)
-            returned.extend(cursor.fetchall())
-            cursor.execute(f"DELETE FROM {staged}")
+    elif dialect.name == "postgresql" and (staged := _insert_staged(connection, table, rows,
+                                                                    returning=True)) is not None:
+        returned.extend(staged[1])
     elif dialect.name == "postgresql":
         arrays = tuple(list(values) for values in zip(*rows))
         casts = ", ".join(f"%s::{column.type.compile(dialect)}[]" for column in columns)

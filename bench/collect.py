@@ -57,6 +57,7 @@ from sqlalchemy.orm import Session
 from hes.db import create_engine_for, upgrade
 from hes.db.models import IntervalValue, Meter, RegisterReading
 from hes.db.readings import IntervalRow, RegisterRow, store_many
+from hes.heap import collection_heap
 from hes.keys import load_master_key
 from hes.registry import Registry
 from hes.session import ConcentratorLimits, Timeouts
@@ -166,8 +167,10 @@ def _timed_pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkI
     times, cpu, wall = os.times(), time.process_time(), time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    # A ConcentratorLimits is bound to the event loop that first waits on it: a fresh one per pass.
-    states = asyncio.run(_pass(replace(context, limits=ConcentratorLimits(default=8)), items, concurrency))
+    # A ConcentratorLimits is bound to the event loop that first waits on it: a fresh one per pass. The
+    # collector settings are the plan engine's (Worker.work runs in collection_heap too).
+    with collection_heap():
+        states = asyncio.run(_pass(replace(context, limits=ConcentratorLimits(default=8)), items, concurrency))
     if profiler is not None:
         profiler.disable()
     after = os.times()
@@ -391,7 +394,8 @@ def measure(concentrators: int, meters_per_dc: int, gurux_meters: int, concurren
             Registry(gurux_engine, registry.master_key, clock=lambda: EPOCH).import_manifest(manifest)
             count = min(gurux_meters, meters)
             # The same storage for the baseline, CIM outbox included when it is installed.
-            gurux_cpu, gurux_intervals, gurux_daily = _gurux_collect(manifest, gurux_engine, count)
+            with collection_heap():  # the same collector settings as the head-end's pass
+                gurux_cpu, gurux_intervals, gurux_daily = _gurux_collect(manifest, gurux_engine, count)
             if cim:
                 from cim.outbox import uninstall
 

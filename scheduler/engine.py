@@ -34,6 +34,7 @@ from hes.crash import crash_point
 from hes.db.engine import storage_errors
 from hes.db.models import Order, utcnow
 from hes.db.stored import correlation
+from hes.heap import collection_heap
 from hes.session import ConcentratorLimits
 from protocols.errors import DlmsError
 from scheduler.contract import ExecutionContext, Executor, GroupExecutor, ItemOutcome, WorkItem
@@ -432,7 +433,15 @@ class Worker:
 
         With ``run_id`` and not ``wait_retries``, return as soon as nothing of the run is due now
         (items waiting for a retry are left to the daemon or the next pass).
+
+        The heap alive on entry is kept out of the garbage collector's scans while it works
+        (``hes.heap.collection_heap``).
         """
+        with collection_heap():
+            return await self._work(run_id, stop, wait_retries, on_progress)
+
+    async def _work(self, run_id: int | None, stop: asyncio.Event | None, wait_retries: bool,
+                    on_progress: Callable[[], None] | None) -> WorkerStats:
         inflight: dict[asyncio.Task[None], list[WorkItem]] = {}
         # Bound to this event loop (a worker may work in several loops one after the other).
         self._dc_limits = ConcentratorLimits(default=self.options.per_concentrator)

@@ -398,3 +398,25 @@ def test_a_meters_items_that_go_together_run_in_one_call(registry: Registry, fle
     assert alone.count() == Counter({(s, "clock"): 1 for s in fleet})
     done = plans.run_info(run.id)
     assert done.state == "done" and done.counts == {"EXE": 3 * len(fleet)}
+
+
+def test_a_worker_works_with_the_collection_heap_settings(registry: Registry, fleet: list[str]) -> None:
+    """While it works, the heap alive at its start is frozen and young collections are rarer
+    (``hes.heap``); the settings come back when it returns."""
+    import gc
+
+    from hes.heap import YOUNG_THRESHOLD
+
+    seen: list[tuple[int, int]] = []
+
+    def decide(item: WorkItem) -> ItemOutcome:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return ItemOutcome("EXE", stored=1)
+
+    before = gc.get_threshold()
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("clocks", "all", None, ("clock",)))
+    work(worker(registry, Recorder(decide)), plans.start_run("clocks").id)
+    assert len(seen) == len(fleet)
+    assert all(threshold >= YOUNG_THRESHOLD and frozen > 0 for threshold, frozen in seen)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -691,6 +692,46 @@ def _corrupted(kind: _Kind, obis: str) -> ItemOutcome:
                                       "(a retry will not help)")
 
 
+#: Capture times in UTC by the parser's (local) capture time; bounded like the parser's own cache.
+_UTC_TIMES: dict[datetime, datetime] = {}
+_UTC_TIMES_MAX = 16384
+_make_interval = functools.partial(tuple.__new__, IntervalRow)
+_INT_ONLY = frozenset((int,))
+
+
+def _profile_rows(meter_id: int, times: list[datetime], by_time: dict[datetime, ProfileRow],
+                  specs: list[tuple[int, str, int, int, int]],
+                  after_gap: set[datetime]) -> tuple[list[IntervalRow], int, int] | None:
+    """``_assemble``'s interval rows, flagged and power-failure counts, built column by column (the loops in C).
+
+    Only for the usual buffer, where every channel's every value is an integer; None otherwise
+    (a missing or corrupted value), and the row-by-row loop decides. Same rows, same order.
+    """
+    rows = [by_time[at] for at in times]
+    columns = []
+    for i, _, _, _, _ in specs:
+        column = [row.values[i] for row in rows]
+        if column and set(map(type, column)) != _INT_ONLY:
+            return None
+        columns.append(column)
+    statuses = [row.status for row in rows]
+    flagged = power = 0
+    qualities: Iterable[int] = itertools.repeat(0)
+    if any(statuses) or after_gap or any(row.time_filled for row in rows):
+        qualities = [(QUALITY_STATUS_FLAGGED if row.status else 0) | (QUALITY_TIME_FILLED if row.time_filled else 0)
+                     | (QUALITY_AFTER_GAP if at in after_gap else 0) for at, row in zip(times, rows, strict=True)]
+        flagged = sum(1 for status in statuses if status)
+        power = sum(1 for status in statuses if status and status & 0x80)
+    per_channel = [
+        list(map(_make_interval, zip(itertools.repeat(meter_id), itertools.repeat(obis), itertools.repeat(attribute),
+                                     times, column, itertools.repeat(scaler), itertools.repeat(unit), statuses,
+                                     qualities)))
+        for (_, obis, attribute, scaler, unit), column in zip(specs, columns, strict=True)]
+    if len(per_channel) == 1:
+        return per_channel[0], flagged, power
+    return list(itertools.chain.from_iterable(zip(*per_channel, strict=True))), flagged, power
+
+
 def _assemble(plan: _Plan, kind: _Kind, read: _Read) -> _Assembled | ItemOutcome:
     """The rows to store, the gaps, where the watermark goes, and what to say (a FAIL for a corrupted answer)."""
     shape = read.shape
@@ -700,13 +741,21 @@ def _assemble(plan: _Plan, kind: _Kind, read: _Read) -> _Assembled | ItemOutcome
     by_time: dict[datetime, ProfileRow] = {}
     undated = 0
     start, end = plan.start, plan.end
+    in_utc = _UTC_TIMES
+    if len(in_utc) > _UTC_TIMES_MAX:
+        in_utc.clear()
     for row in read.rows:
         at = row.time
         if at is None:
             undated += 1
             continue
         if at.tzinfo is not UTC:
-            at = at.astimezone(UTC)  # first: comparing and hashing across time zones costs several times more
+            # First: comparing and hashing across time zones costs several times more. Memoised: the
+            # parser hands the same datetime objects to every meter of a fleet (their hashes are kept).
+            local = at
+            at = in_utc.get(local)
+            if at is None:
+                at = in_utc[local] = local.astimezone(UTC)
         if start < at <= end:
             by_time[at] = row
     times = list(by_time)
@@ -752,7 +801,13 @@ def _assemble(plan: _Plan, kind: _Kind, read: _Read) -> _Assembled | ItemOutcome
         su = column.scaler_unit or ScalerUnit(0, 255)
         specs.append((i, str(column.capture.logical_name), column.capture.attribute_index, su.scaler, int(su.unit)))
     add_interval, add_register = intervals.append, registers.append
-    for at in times:
+    fast = _profile_rows(meter_id, times, by_time, specs, after_gap) if kind is _PROFILE else None
+    if fast is not None:
+        intervals, flagged, power = fast
+        times_left: list[datetime] = []
+    else:
+        times_left = times
+    for at in times_left:
         row = by_time[at]
         status = row.status
         values = row.values

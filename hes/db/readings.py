@@ -96,13 +96,21 @@ def _connection(bind: Bind) -> Connection:
     return bind.connection() if isinstance(bind, Session) else bind
 
 
+#: Driver values of aware times, per kind (SQLite text or not): see ``_time_converter``.
+_CONVERTED_TIMES: dict[bool, dict[datetime, Any]] = {}
+_CONVERTED_TIMES_MAX = 65536
+
+
 def _time_converter(dialect: str) -> Callable[[datetime], Any]:
     """Aware datetime -> what the driver stores, as ``UtcDateTime`` would store it (same key either way).
 
     SQLite keeps SQLAlchemy's DATETIME text of the UTC instant (``YYYY-MM-DD HH:MM:SS.ffffff``);
-    PostgreSQL takes the aware value into ``timestamptz``. Memoised: channels share their times.
+    PostgreSQL takes the aware value into ``timestamptz``. Memoised for the process (bounded):
+    channels, and every meter of a fleet, share their interval times.
     """
-    memo: dict[datetime, Any] = {}
+    memo = _CONVERTED_TIMES.setdefault(dialect == "sqlite", {})
+    if len(memo) > _CONVERTED_TIMES_MAX:
+        memo.clear()
 
     def convert(value: datetime) -> Any:
         done = memo.get(value)

@@ -11,7 +11,8 @@ serial line; a meter behind a data concentrator (DC), either end to end through 
 (one TCP connection to the DC, the meter's association with the meter's security wrapped in
 gateway APDUs) or "concentrated" (an association with the DC's logical device for that meter,
 with the DC's security, answered from the DC's tables). Sessions through one DC share its budget:
-``ConcentratorLimits`` holds one semaphore per DC id.
+``ConcentratorLimits`` holds one semaphore per DC id. With a ``LinkPool`` (``hes.transport.pool``),
+sessions through a DC reuse the TCP connection a previous session released cleanly.
 
 Invocation counters come from a ``CounterReservation`` (already persisted by the registry): the
 session never uses a counter at or beyond ``limit`` (``ReservationExhausted``: ask for a new
@@ -32,8 +33,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from hes.model import CounterReservation, DirectRoute, MeterSecurity, MeterTarget, ViaConcentrator
-from hes.transport import ApduLink, HdlcOptions, WrapperLink, open_hdlc, open_serial, open_tcp
+from hes.transport import ApduLink, HdlcOptions, TcpStream, WrapperLink, open_hdlc, open_serial, open_tcp
 from hes.transport.hdlc import DEFAULT_PARAMETERS
+from hes.transport.pool import LinkPool
 from protocols.acse import AcseServiceUserDiagnostic, AssociationResult, MechanismName, ResultSource
 from protocols.association import (
     ActionResult,
@@ -295,9 +297,14 @@ class MeterSession:
 
     def __init__(self, target: MeterTarget, counters: CounterReservation, *, timeouts: Timeouts, rng: Rng,
                  hdlc_parameters: HdlcParameters, max_receive_pdu_size: int,
-                 connect: LinkFactory | None = None) -> None:
+                 connect: LinkFactory | None = None, pool: LinkPool | None = None) -> None:
         self.target = target
         self._link_factory = connect
+        # Only a DC's wrapper port is pooled: a direct meter serves one association per connection.
+        self._pool = pool if connect is None and isinstance(target.route, ViaConcentrator) else None
+        # The pooled stream under the link and whether it was reused (None: the link is not the pool's).
+        self._pooled: tuple[TcpStream, WrapperLink] | None = None
+        self._reused = False
         self.reservation = counters
         self.timeouts = timeouts
         self._hdlc_parameters = hdlc_parameters
@@ -309,6 +316,9 @@ class MeterSession:
         self._exhausted: ReservationExhausted | None = None
         self._link: ApduLink | None = None
         self._broken = False
+        # False once anything went wrong (an error, a timeout, a cancellation, the caller's own error):
+        # the link may then carry a late answer, and its stream is not given back to the pool.
+        self._clean = True
         self._closed = False
         self._lock = asyncio.Lock()
         route = target.route
@@ -319,24 +329,32 @@ class MeterSession:
             security = target.security
             self.what = f"meter {target.serial}" + (
                 f" (via DC {route.concentrator_id})" if isinstance(route, ViaConcentrator) else "")
-        policy = _policy(security, target.client_system_title, self.what)
-        gateway = None
+        self._security = security
+        self._policy = _policy(security, target.client_system_title, self.what)
+        self._gateway = None
         if isinstance(route, ViaConcentrator) and route.mode == "gateway":
-            gateway = GatewayAddress(route.network_id, route.physical_address)
+            self._gateway = GatewayAddress(route.network_id, route.physical_address)
+        self._rng = rng
+        self._max_receive_pdu_size = max_receive_pdu_size
+        self._association = self._new_association(counters.start, counters.last_received)
+
+    def _new_association(self, invocation_counter: int, server_invocation_counter: int | None) -> ClientAssociation:
+        """An association not yet started, sending from ``invocation_counter`` (with a fresh HLS challenge)."""
+        policy = self._policy
         try:
             config = ClientConfig(
                 policy=policy,
-                client_challenge=rng(_CHALLENGE_SIZE) if policy.mechanism is MechanismName.HLS_GMAC else None,
-                invocation_counter=counters.start,
-                server_invocation_counter=counters.last_received,
-                server_system_title=security.system_title if policy.uses_system_titles else None,
-                max_receive_pdu_size=max_receive_pdu_size,
-                gateway=gateway,
+                client_challenge=self._rng(_CHALLENGE_SIZE) if policy.mechanism is MechanismName.HLS_GMAC else None,
+                invocation_counter=invocation_counter,
+                server_invocation_counter=server_invocation_counter,
+                server_system_title=self._security.system_title if policy.uses_system_titles else None,
+                max_receive_pdu_size=self._max_receive_pdu_size,
+                gateway=self._gateway,
                 counter_used=self._counter_used,
             )
         except ValueError as exc:
             raise TargetError(f"{self.what}: {exc}") from None
-        self._association = ClientAssociation(config)
+        return ClientAssociation(config)
 
     # --- what the caller persists -------------------------------------------------------------------
 
@@ -360,7 +378,8 @@ class MeterSession:
 
     # --- opening and closing --------------------------------------------------------------------------
 
-    async def _connect(self) -> ApduLink:
+    async def _connect(self, *, fresh: bool = False) -> ApduLink:
+        """The route's link; through a DC with a pool, over an idle stream of the pool unless ``fresh``."""
         route, t = self.target.route, self.timeouts
         if isinstance(route, DirectRoute):
             options = HdlcOptions(client_sap=route.client_sap, server_logical=route.server_sap,
@@ -375,29 +394,75 @@ class MeterSession:
             if route.interface == "hdlc":
                 return await open_hdlc(stream, options, timeout=t.read)
             return WrapperLink(stream, client_wport=route.client_sap, server_wport=route.server_sap)
-        stream = await open_tcp(route.host, route.port, timeout=t.connect)
+        pool = self._pool
+        if pool is None:
+            stream = await open_tcp(route.host, route.port, timeout=t.connect)
+        else:
+            stream, self._reused = await pool.open(route.host, route.port, timeout=t.connect, fresh=fresh)
         if route.mode == "gateway":
             # The meter's own client SAP, carried end to end; the DC forwards from its management wPort.
-            return WrapperLink(stream, client_wport=self.target.client_sap, server_wport=route.management_wport)
-        return WrapperLink(stream, client_wport=route.dc_client_sap, server_wport=route.logical_device)
+            link = WrapperLink(stream, client_wport=self.target.client_sap, server_wport=route.management_wport)
+        else:
+            link = WrapperLink(stream, client_wport=route.dc_client_sap, server_wport=route.logical_device)
+        if pool is not None:
+            self._pooled = (stream, link)
+        return link
 
     async def _open(self) -> None:
         self._link = await (self._link_factory(self.target) if self._link_factory else self._connect())
         try:
-            self._association.associate()
-            event = await self._exchange("association")
-            if not isinstance(event, Associated):
-                raise self._error(event, "association")
-            self.associated = event
+            try:
+                await self._associate()
+            except ConnectionLost as exc:
+                stale = self._stale()
+                if stale is None:
+                    raise
+                # The DC closed the connection while it waited in the pool (its idle timer, a restart): that
+                # says nothing about the DC now, and must not look like "DC unreachable". A new connection does.
+                logger.info("%s: the DC had closed the reused connection (%s); associating on a new one",
+                            self.what, exc)
+                await self._reconnect(stale)
+                await self._associate()
         except BaseException:
             await self._close_link()
             raise
+
+    async def _associate(self) -> None:
+        self._association.associate()
+        event = await self._exchange("association")
+        if not isinstance(event, Associated):
+            raise self._error(event, "association")
+        self.associated = event
+
+    def _stale(self) -> tuple[LinkPool, TcpStream] | None:
+        """The pool and the stream when the failed association ran on a reused stream that never answered."""
+        pool, pooled = self._pool, self._pooled
+        if pool is None or pooled is None or not self._reused or pooled[1].received:
+            return None
+        return pool, pooled[0]
+
+    async def _reconnect(self, stale: tuple[LinkPool, TcpStream]) -> None:
+        """Drop the stale stream; start again on a new connection with a new association.
+
+        The DC may have received the failed AARQ, and with it the invocation counter it consumed: the
+        new association sends above every counter used so far (never one twice), from the same
+        reservation (its limit still applies), with a new HLS challenge.
+        """
+        pool, stream = stale
+        self._link = self._pooled = None
+        pool.stale(stream)
+        old = self._association
+        self._association = self._new_association(old.next_invocation_counter, old.server_invocation_counter)
+        self._broken = False
+        self._clean = True
+        self._link = await self._connect(fresh=True)
 
     async def close(self) -> None:
         """Release the association and close the link: best effort, bounded by ``timeouts.release`` each."""
         if self._closed:
             return
         self._closed = True
+        released = False
         try:
             if self.associated is not None and not self._broken:
                 association = self._association
@@ -408,13 +473,31 @@ class MeterSession:
                         async with asyncio.timeout(self.timeouts.release):
                             association.release()
                             event = await self._exchange("release")
-                        if not isinstance(event, Released):
+                        released = isinstance(event, Released)
+                        if not released:
                             logger.info("%s: release answered with %s", self.what, type(event).__name__)
                     except (DlmsError, TimeoutError) as exc:
                         # The association ends with the link anyway; the meter times it out.
                         logger.info("%s: release failed (%s); closing the link", self.what, exc)
         finally:
-            await self._close_link()
+            if not (released and self._give_back()):
+                await self._close_link()
+
+    def _give_back(self) -> bool:
+        """Hand the link's stream to the pool (after a clean release); False: close the link as usual.
+
+        Only a session without any error keeps its stream: after a timeout, a cancellation or an error
+        the link may still carry an answer nobody waits for, which the next association would read.
+        """
+        pool, pooled = self._pool, self._pooled
+        if pool is None or pooled is None or not self._clean or self._broken or pooled[1] is not self._link:
+            return False
+        stream, link = pooled
+        if link.detach() is not stream:
+            return False
+        self._link = self._pooled = None
+        pool.give_back(stream)
+        return True
 
     async def _close_link(self) -> None:
         link, self._link = self._link, None
@@ -458,6 +541,7 @@ class MeterSession:
                     # An error that did not end the exchange (e.g. a late answer to an abandoned request).
                     logger.info("%s: %s: %s while waiting; still waiting", self.what, what, type(result).__name__)
         except ReadTimeout:
+            self._clean = False
             if association.state is ClientState.AWAITING_RESPONSE:
                 # Keep the association usable: a late answer will be refused by its invoke id.
                 association.cancel_request()
@@ -465,12 +549,18 @@ class MeterSession:
                 self._broken = True
             raise
         except TransportError:
+            self._clean = False
             self._broken = True
             association.reset()
+            raise
+        except BaseException:
+            # Cancelled, or a local error: what was sent may still be answered on this link.
+            self._clean = False
             raise
 
     def _error(self, event: Event, what: str | _Request) -> DlmsError:
         """The typed error for an event that is not the awaited result."""
+        self._clean = False
         prefix = f"{self.what}: {what}"
         if isinstance(event, ExceptionReceived):
             error = event.exception.to_error()
@@ -613,6 +703,7 @@ def open_session(
     hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
     max_receive_pdu_size: int = 0xFFFF,
     connect: LinkFactory | None = None,
+    pool: LinkPool | None = None,
 ) -> contextlib.AbstractAsyncContextManager[MeterSession]:
     """Connect by the target's route and associate; release and close on exit (also on error).
 
@@ -622,13 +713,20 @@ def open_session(
     ``ServiceError`` (exception responses, refused attributes), ``ReservationExhausted``,
     ``TargetError`` (unusable target data). ``connect`` replaces the route's own link (an already
     open line, e.g. after an optical sign-on, or an in-process meter for the benchmark).
+
+    ``pool`` (through a DC only, without ``connect``): take an idle connection to the DC from it,
+    and give the connection back after a clean release (RLRE) of a session that met no error,
+    timeout or cancellation; otherwise the connection is closed as without a pool. When the DC
+    turns out to have closed a reused connection (``ConnectionLost`` before any byte came back),
+    the session associates once more on a new connection, its invocation counters above the
+    failed AARQ's: a DC closing idle connections is not "DC unreachable".
     """
     route = target.route
     slot = route.concentrator_id if limits is not None and isinstance(route, ViaConcentrator) else None
     # The session is made on entry (a ``TargetError`` is raised by ``async with``, before any wait).
     return _OpenSession(functools.partial(
         MeterSession, target, counters, timeouts=timeouts or Timeouts(), rng=rng, hdlc_parameters=hdlc_parameters,
-        max_receive_pdu_size=max_receive_pdu_size, connect=connect), limits, slot)
+        max_receive_pdu_size=max_receive_pdu_size, connect=connect, pool=pool), limits, slot)
 
 
 class _OpenSession(contextlib.AbstractAsyncContextManager[MeterSession]):
@@ -656,6 +754,9 @@ class _OpenSession(contextlib.AbstractAsyncContextManager[MeterSession]):
     async def __aexit__(self, *exc_info: object) -> None:
         try:
             if self._session is not None:
+                if exc_info[0] is not None:
+                    # The caller's own error may have left a request unanswered: do not reuse the link.
+                    self._session._clean = False
                 await self._session.close()
         finally:
             self._release_slot()

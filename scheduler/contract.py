@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from hes.registry import Registry
 from hes.session import ConcentratorLimits, LinkFactory, Timeouts
+from hes.transport.pool import LinkPool
 
 __all__ = [
     "COMMANDS",
@@ -94,6 +95,9 @@ class ExecutionContext:
     connect: LinkFactory | None = None
     #: Who the orders and audit rows name.
     requested_by: str = "scheduler"
+    #: Idle DC connections shared by the sessions of one event loop; None: one connection per session.
+    #: ``Worker.work`` makes one for each call when this is None (a pool is bound to its loop).
+    links: LinkPool | None = None
 
 
 class Executor(Protocol):

@@ -36,6 +36,7 @@ from hes.db.models import Order, utcnow
 from hes.db.stored import correlation
 from hes.heap import collection_heap
 from hes.session import ConcentratorLimits
+from hes.transport.pool import LinkPool
 from protocols.errors import DlmsError
 from scheduler.contract import ExecutionContext, Executor, GroupExecutor, ItemOutcome, WorkItem
 from scheduler.models import Plan, PlanItem, PlanRun
@@ -115,6 +116,8 @@ class Worker:
         self._pg = context.engine.dialect.name == "postgresql"
         self._runs: dict[int, _Run] = {}
         self._contexts: dict[int, ExecutionContext] = {}
+        # The DC connection pool executors get: ``context.links``, or the one ``work`` made for its loop.
+        self._links: LinkPool | None = context.links
         # The engine's own per-DC budget for items in flight. Not ``context.limits``: executors take a
         # session slot there, and holding one here as well would deadlock a DC at its budget.
         self._dc_limits = ConcentratorLimits(default=options.per_concentrator)
@@ -147,8 +150,9 @@ class Worker:
     def _context(self, run_id: int) -> ExecutionContext:
         # Orders carry the run in requested_by: a worker taking over a dead one's items finds them by it.
         context = self._contexts.get(run_id)
-        if context is None:
-            context = dataclasses.replace(self.context, requested_by=self._who(run_id))
+        if context is None or context.links is not self._links:
+            # Also when made in an earlier ``work`` call: its pool was bound to that call's loop, and closed.
+            context = dataclasses.replace(self.context, requested_by=self._who(run_id), links=self._links)
             self._contexts[run_id] = context
         return context
 
@@ -435,17 +439,33 @@ class Worker:
         (items waiting for a retry are left to the daemon or the next pass).
 
         The heap alive on entry is kept out of the garbage collector's scans while it works
-        (``hes.heap.collection_heap``).
+        (``hes.heap.collection_heap``). Sessions through a DC share idle connections
+        (``ExecutionContext.links``; without one, a pool of this call's, closed when it returns).
         """
         with collection_heap():
             return await self._work(run_id, stop, wait_retries, on_progress)
 
     async def _work(self, run_id: int | None, stop: asyncio.Event | None, wait_retries: bool,
                     on_progress: Callable[[], None] | None) -> WorkerStats:
-        inflight: dict[asyncio.Task[None], list[WorkItem]] = {}
         # Bound to this event loop (a worker may work in several loops one after the other).
         self._dc_limits = ConcentratorLimits(default=self.options.per_concentrator)
         self._overall = asyncio.Semaphore(self.options.concurrency)
+        # DC connections shared by this call's sessions, unless the caller gave a pool of its own.
+        own_links = LinkPool() if self.context.links is None else None
+        self._links = own_links if own_links is not None else self.context.links
+        try:
+            await self._work_loop(run_id, stop, wait_retries, on_progress)
+        finally:
+            # After in-flight work ended (``_work_loop`` waits for it): nothing is using the pool any more.
+            self._links = self.context.links
+            self._contexts.clear()
+            if own_links is not None:
+                await own_links.aclose()
+        return self.stats
+
+    async def _work_loop(self, run_id: int | None, stop: asyncio.Event | None, wait_retries: bool,
+                         on_progress: Callable[[], None] | None) -> None:
+        inflight: dict[asyncio.Task[None], list[WorkItem]] = {}
         self._maintenance(reap=True, flush=True)
         try:
             while stop is None or not stop.is_set():
@@ -493,7 +513,6 @@ class Worker:
             self.flush()
             if inflight:
                 self._release([item for unit in inflight.values() for item in unit])
-        return self.stats
 
     def _release(self, items: list[WorkItem]) -> None:
         """Give back items this worker claimed and did not finish (stopping): due again at once."""

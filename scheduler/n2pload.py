@@ -553,7 +553,7 @@ async def _read_all(context: ExecutionContext, target: MeterTarget, reservation:
     error: BaseException | None = None
     try:
         async with open_session(target, reservation, limits=context.limits, timeouts=context.timeouts,
-                                connect=context.connect) as session:
+                                connect=context.connect, pool=context.links) as session:
             progress.associated = True
             try:
                 for position, plan, kind in due:

@@ -128,17 +128,44 @@ class TcpStream(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None  # a write waiting for resume_writing
         self._close_waiter: asyncio.Future[None] | None = None
         self._deadline: float | None = None  # of the read now waiting
-        self._timer: asyncio.TimerHandle | None = None
+        # The read deadline's timer and when it fires (kept here: uvloop's handle for a delay that rounds
+        # to 0 ms is a plain Handle, without ``when()``).
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
 
     @property
     def peer(self) -> str:
         return self._peer
 
+    @property
+    def reusable(self) -> bool:
+        """Whether another user could start on this stream as on a new connection (what a pool keeps).
+
+        Open at both ends with no error, nothing received and not read, no read or write waiting,
+        nothing queued to send, neither direction paused: the next bytes in either direction belong
+        to whoever takes the stream next. A peer that closed an idle stream shows here once the loop
+        has seen its FIN or RST; until then only the next exchange can tell.
+        """
+        transport = self._transport
+        return (transport is not None and not self._closed and not self._eof and not self._lost
+                and self._exception is None and not self._buffer and self._waiter is None
+                and self._drain_waiter is None and not self._reading_paused and not self._writing_paused
+                and not transport.is_closing() and transport.get_write_buffer_size() == 0)
+
+    def park(self) -> None:
+        """The stream waits unused (in a pool): drop the read timer its last user left armed.
+
+        The timer outlives reads on purpose (see the class docstring); between users it would only
+        fire for nobody and keep the stream referenced from the loop.
+        """
+        self._cancel_timer()
+        self._deadline = None
+
     # --- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Any transport with the Transport methods (uvloop's is not an asyncio.Transport subclass).
+        self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -190,17 +217,18 @@ class TcpStream(asyncio.Protocol):
     def _arm(self, deadline: float) -> None:
         self._deadline = deadline
         timer = self._timer
-        if timer is None or timer.when() > deadline:
+        if timer is None or self._timer_at > deadline:
             if timer is not None:
                 timer.cancel()
             self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
 
     def _on_timer(self) -> None:
         timer, self._timer = self._timer, None
         deadline = self._deadline
         if deadline is None or timer is None:
             return
-        if deadline <= timer.when():
+        if deadline <= self._timer_at:
             self._wake(TimeoutError())
         else:
             self._arm(deadline)  # the read that set the timer is over; this one ends later
@@ -262,18 +290,29 @@ class TcpStream(asyncio.Protocol):
         except OSError as exc:
             _raise(Phase.WRITE, self._peer, exc)
 
-    async def aclose(self) -> None:
-        """Close the transport; wait for the socket to close only when queued bytes are still to go."""
+    def close(self) -> None:
+        """Start closing without waiting: the loop sends what is queued, then closes the socket.
+
+        For callers that cannot await (a pool dropping a stream); ``aclose`` also waits for the flush.
+        """
+        self._close()
+
+    def _close(self) -> int:
+        """Close the transport; returns the bytes still queued to send (0: nothing to wait for)."""
         if self._closed:
-            return
+            return 0
         self._closed = True
         self._cancel_timer()
         transport = self._transport
         if transport is None or self._lost:
-            return
+            return 0
         pending = transport.get_write_buffer_size()
         transport.close()
-        if pending:
+        return pending
+
+    async def aclose(self) -> None:
+        """Close the transport; wait for the socket to close only when queued bytes are still to go."""
+        if self._close():
             # The peer may have reset the connection already: there is nothing left to tell it.
             self._close_waiter = self._loop.create_future()
             with contextlib.suppress(OSError):

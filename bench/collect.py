@@ -59,8 +59,11 @@ from hes.db.models import IntervalValue, Meter, RegisterReading
 from hes.db.readings import IntervalRow, RegisterRow, store_many
 from hes.heap import collection_heap
 from hes.keys import load_master_key
+from hes.loop import loop_name
+from hes.loop import run as run_loop
 from hes.registry import Registry
 from hes.session import ConcentratorLimits, Timeouts
+from hes.transport.pool import LinkPool
 from scheduler.contract import Command, ExecutionContext, WorkItem
 from scheduler.engine import EngineOptions, Worker
 from scheduler.executors import default_executors
@@ -140,6 +143,9 @@ async def _pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkI
                 concurrency: int) -> Counter[str]:
     gate = asyncio.Semaphore(concurrency)
     states: Counter[str] = Counter()
+    # As Worker.work does: the sessions of the pass share idle DC connections (hes.transport.pool).
+    links = LinkPool()
+    context = replace(context, links=links)
 
     async def one(profile: WorkItem, daily: WorkItem) -> None:
         async with gate:
@@ -148,7 +154,10 @@ async def _pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkI
                 if outcome.state == "FAIL":
                     states[f"FAIL: {outcome.reason}"] += 1
 
-    await asyncio.gather(*(one(p, d) for p, d in items))
+    try:
+        await asyncio.gather(*(one(p, d) for p, d in items))
+    finally:
+        await links.aclose()
     return states
 
 
@@ -170,7 +179,7 @@ def _timed_pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkI
     # A ConcentratorLimits is bound to the event loop that first waits on it: a fresh one per pass. The
     # collector settings are the plan engine's (Worker.work runs in collection_heap too).
     with collection_heap():
-        states = asyncio.run(_pass(replace(context, limits=ConcentratorLimits(default=8)), items, concurrency))
+        states = run_loop(_pass(replace(context, limits=ConcentratorLimits(default=8)), items, concurrency))
     if profiler is not None:
         profiler.disable()
     after = os.times()
@@ -195,7 +204,7 @@ def _engine_pass(context: ExecutionContext, concurrency: int, profile: Path | No
     if profiler is not None:
         profiler.enable()
     run = plans.start_run(N2PLOAD, trigger="n2pload", who="bench", commands=_COMMANDS)
-    asyncio.run(worker.work(run_id=run.id))
+    run_loop(worker.work(run_id=run.id))
     if profiler is not None:
         profiler.disable()
     after = os.times()
@@ -414,6 +423,7 @@ def measure(concentrators: int, meters_per_dc: int, gurux_meters: int, concurren
         "day_pass": "plan engine (n2pload run)" if through_engine else "executors (collect_meter per meter)",
         "cim_messages_written": cim_messages,
         "concurrency": concurrency,
+        "event_loop": loop_name(),
         "hes_cpu_ms_per_meter_day": round(hes_ms, 3),
         "hes_meters_per_s": round(meters / day.wall, 1),
         "hes_wall_s": round(day.wall, 2),

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.auth import Identity
 from cli.registry import open_registry, run_or_exit
 from hes.db.models import utcnow
+from hes.loop import run as run_loop
 from hes.registry import Registry
 from hes.session import Timeouts
 from protocols.errors import DlmsError
@@ -142,9 +143,9 @@ def execute_run(registry: Registry, run: RunInfo, *, wait: bool, concurrency: in
 
     if progress is not None:
         with progress:
-            asyncio.run(main())
+            run_loop(main())
     else:
-        asyncio.run(main())
+        run_loop(main())
     return plans.run_info(run.id)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import os
@@ -15,6 +14,7 @@ import typer
 from cli.registry import run_or_exit
 from hes.config import load_settings
 from hes.daemon import Component, DaemonContext, supervise
+from hes.loop import run as run_loop
 from hes.registry import Registry
 
 __all__ = ["COMPONENTS", "load_components", "run"]
@@ -71,5 +71,5 @@ def run(
     )
     names = ", ".join(component.name for component in components) or "none"
     print(f"hes run: worker {context.worker_id}, components: {names}; Ctrl-C or SIGTERM stops", file=sys.stderr)
-    asyncio.run(supervise(components, context))
+    run_loop(supervise(components, context))
     print("hes run: stopped", file=sys.stderr)

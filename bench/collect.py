@@ -51,7 +51,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from hes.db import create_engine_for, upgrade
@@ -219,6 +219,14 @@ def _engine_pass(context: ExecutionContext, concurrency: int, profile: Path | No
     return timed
 
 
+def _rollback_journal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        cursor.close()
+
+
 def _verify(engine: Engine, seed: int, meters: int) -> dict[str, Any]:
     """What the head-end stored for the day: counts, and a sample against the simulator's values."""
     with Session(engine) as session:
@@ -368,16 +376,16 @@ def _gurux_collect(manifest: Path, engine: Engine, count: int) -> tuple[float, i
 
 
 def measure(concentrators: int, meters_per_dc: int, gurux_meters: int, concurrency: int, seed: int,
-            database_url: str | None, profile: Path | None, sqlite_wal: bool = False,
+            database_url: str | None, profile: Path | None, sqlite_rollback: bool = False,
             cim: bool = True, through_engine: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hes-bench-collect-") as folder:
         tmp = Path(folder)
         manifest = tmp / "fleet.json"
         with _field(concentrators, meters_per_dc, seed, manifest) as field_cpu:
             engine = create_engine_for(database_url or f"sqlite:///{tmp / 'hes.db'}")
-            if sqlite_wal and engine.dialect.name == "sqlite":
-                with engine.connect() as connection:
-                    connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            if sqlite_rollback and engine.dialect.name == "sqlite":
+                # After each connection's own pragmas (the head-end's WAL): SQLite's default journal instead.
+                event.listen(engine, "connect", _rollback_journal)
             upgrade(engine)
             registry = Registry(engine, load_master_key(tmp / "master.key"), clock=lambda: EPOCH)
             registry.import_manifest(manifest)
@@ -418,7 +426,7 @@ def measure(concentrators: int, meters_per_dc: int, gurux_meters: int, concurren
         "concentrators": concentrators,
         "meters_per_dc": meters_per_dc,
         "database": ("postgresql" if database_url and database_url.startswith("postgresql")
-                     else "sqlite (WAL)" if sqlite_wal else "sqlite"),
+                     else "sqlite (rollback journal)" if sqlite_rollback else "sqlite (WAL)"),
         "cim_outbox": cim,
         "day_pass": "plan engine (n2pload run)" if through_engine else "executors (collect_meter per meter)",
         "cim_messages_written": cim_messages,
@@ -455,8 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="meters collected at once")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    parser.add_argument("--sqlite-wal", action="store_true",
-                        help="put the SQLite database in WAL mode first (the head-end's default: rollback journal)")
+    parser.add_argument("--sqlite-rollback-journal", action="store_true",
+                        help="run SQLite with its rollback journal (SQLite's own default; the head-end's is WAL)")
     parser.add_argument("--no-cim", action="store_true",
                         help="do not install the CIM outbox (by default stored rows also become CIM messages)")
     parser.add_argument("--engine", action="store_true",
@@ -467,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.concentrators < 1 or args.meters_per_dc < 1 or args.concurrency < 1 or args.gurux_meters < 0:
         parser.error("counts must be positive")
     result = measure(args.concentrators, args.meters_per_dc, args.gurux_meters, args.concurrency, args.seed,
-                     args.database_url, args.profile, args.sqlite_wal, not args.no_cim, args.engine)
+                     args.database_url, args.profile, args.sqlite_rollback_journal, not args.no_cim, args.engine)
     if args.json:
         print(json.dumps(result))
     else:

@@ -14,9 +14,10 @@ collection looks at them. The same bench then spends under 0.01 s in the collect
 
 Nothing is lost: on exit the frozen objects go back to the collector (``gc.unfreeze()``) and the previous
 thresholds come back, so garbage that was alive on entry is still collected later. Nested or concurrent
-uses (two workers in one process) share one freeze; the last to leave restores the settings. A daemon's
-worker stays inside for its whole life: what was alive when it started is then scanned only by the
-collector's next full pass after it stops, which is what one wants of a process's fixed heap.
+uses (two workers in one process) share one freeze; the last to leave restores the settings. The
+daemon's worker stays inside for its whole life: the objects alive when it started are then not
+scanned again, which is what one wants of a process's fixed heap; the few of them that may become
+cyclic garbage meanwhile (a bounded set, made before the first meter) wait until it stops.
 """
 
 from __future__ import annotations

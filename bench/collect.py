@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Event as EventType
@@ -170,16 +170,13 @@ class _Timed:
     system: float
 
 
-def _timed_pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkItem]], concurrency: int,
-                profile: Path | None = None) -> _Timed:
+def _measured(pass_: Callable[[], Counter[str]], profile: Path | None) -> _Timed:
+    """Run ``pass_`` (it returns the outcome states) timed, and under cProfile into ``profile`` when given."""
     profiler = cProfile.Profile(time.process_time) if profile is not None else None
     times, cpu, wall = os.times(), time.process_time(), time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    # A ConcentratorLimits is bound to the event loop that first waits on it: a fresh one per pass. The
-    # collector settings are the plan engine's (Worker.work runs in collection_heap too).
-    with collection_heap():
-        states = run_loop(_pass(replace(context, limits=ConcentratorLimits(default=8)), items, concurrency))
+    states = pass_()
     if profiler is not None:
         profiler.disable()
     after = os.times()
@@ -193,30 +190,30 @@ def _timed_pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkI
     return timed
 
 
+def _timed_pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkItem]], concurrency: int,
+                profile: Path | None = None) -> _Timed:
+    def pass_() -> Counter[str]:
+        # A ConcentratorLimits is bound to the event loop that first waits on it: a fresh one per pass. The
+        # collector settings are the plan engine's (Worker.work runs in collection_heap too).
+        with collection_heap():
+            return run_loop(_pass(replace(context, limits=ConcentratorLimits(default=8)), items, concurrency))
+
+    return _measured(pass_, profile)
+
+
 def _engine_pass(context: ExecutionContext, concurrency: int, profile: Path | None = None) -> _Timed:
     """The day pass as ``hes n2pload --daily`` runs it: a run of the built-in n2pload plan worked by a
     ``Worker`` (claims, a meter's two items as one unit, outcomes and the run's summary recorded)."""
     plans = Plans(context.engine)
     worker = Worker(replace(context, limits=ConcentratorLimits(default=8)), default_executors(),
                     EngineOptions(worker_id="bench", concurrency=concurrency, per_concentrator=8, poll=0.05))
-    profiler = cProfile.Profile(time.process_time) if profile is not None else None
-    times, cpu, wall = os.times(), time.process_time(), time.perf_counter()
-    if profiler is not None:
-        profiler.enable()
-    run = plans.start_run(N2PLOAD, trigger="n2pload", who="bench", commands=_COMMANDS)
-    run_loop(worker.work(run_id=run.id))
-    if profiler is not None:
-        profiler.disable()
-    after = os.times()
-    done = plans.run_info(run.id)
-    timed = _Timed(time.process_time() - cpu, time.perf_counter() - wall, Counter(done.counts),
-                   after.user - times.user, after.system - times.system)
-    if profiler is not None and profile is not None:
-        text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
-        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
-        profile.write_text(text.getvalue())
-    return timed
+
+    def pass_() -> Counter[str]:
+        run = plans.start_run(N2PLOAD, trigger="n2pload", who="bench", commands=_COMMANDS)
+        run_loop(worker.work(run_id=run.id))
+        return Counter(plans.run_info(run.id).counts)
+
+    return _measured(pass_, profile)
 
 
 def _rollback_journal(dbapi_connection: Any, _record: Any) -> None:

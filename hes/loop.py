@@ -36,7 +36,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def loop_name() -> str:
-    """``uvloop`` or ``asyncio``: the loop ``run`` uses (for the benchmarks' reports and ``--version``-like output)."""
+    """``uvloop`` or ``asyncio``: the loop ``run`` uses (``bench.collect`` reports it)."""
     return "asyncio" if loop_factory() is None else "uvloop"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -10,9 +11,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from hes.db.engine import storage_errors
+from hes.db.engine import StorageError, storage_errors
 
-__all__ = ["MIGRATIONS", "alembic_config", "current_revision", "head_revision", "upgrade"]
+__all__ = ["MIGRATIONS", "alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -38,9 +39,40 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Migrate the database to ``revision`` (idempotent) in one transaction; returns the revision reached."""
+    return _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> str:
+    """Migrate the database back to ``revision`` in one transaction (tests, and an operator undoing a release)."""
+    return _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str) -> str:
+    """Run ``step`` (Alembic's upgrade or downgrade) in one transaction.
+
+    On SQLite, foreign keys are off while it runs: a migration that changes a table other tables
+    refer to (a check constraint of ``meters``) rebuilds it, and dropping the old copy would fail
+    on their rows. They are checked once it is done, before the transaction commits.
+    """
     config = alembic_config()
-    with storage_errors(engine), engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    sqlite = engine.dialect.name == "sqlite"
+    with storage_errors(engine), engine.connect() as connection:
+        if sqlite:
+            # Outside any transaction, or SQLite ignores it.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                step(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StorageError(f"the migration to {revision} left {len(broken)} rows whose references "
+                                           f"do not hold (first: {tuple(broken[0])}); nothing was changed")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
     reached = current_revision(engine)
     return reached or ""

@@ -51,9 +51,11 @@ __all__ = [
     "utcnow",
 ]
 
-METER_STATES = ("installed", "commissioned", "decommissioned")
+METER_STATES = ("installed", "discovered", "commissioned", "decommissioned")
 ORDER_STATES = ("PENDING", "EXE", "WARN", "FAIL")
-LIFECYCLE_KINDS = ("installed", "commissioned", "connected", "dismantled", "decommissioned", "data received")
+LIFECYCLE_KINDS = ("installed", "discovered", "commissioned", "connected", "dismantled", "decommissioned",
+                   "data received", "readdressed", "relinked", "missing from concentrator", "back in concentrator")
+MEDIA = ("plc", "rf")
 POLICIES = ("none", "lls", "hls-gmac")
 
 
@@ -122,10 +124,22 @@ class Concentrator(Base):
     #: When the head-end last tried to reach it, answered or not (a failure is rechecked after a while).
     last_attempt: Mapped[datetime | None]
     reachable: Mapped[bool | None] = mapped_column(Boolean)
+    #: Since when it cannot be reached (the first failed attempt of the outage; None while reachable).
+    unreachable_since: Mapped[datetime | None]
+    #: Its network towards its meters (``concentrator.links.Medium``): sets the deadline of tunnelled exchanges.
+    medium: Mapped[str] = mapped_column(String(8), default="plc", server_default="plc")
+    #: Its own response deadline for exchanges through it, and its own session budget (None: the defaults).
+    response_deadline_s: Mapped[float | None] = mapped_column(Float)
+    max_sessions: Mapped[int | None] = mapped_column(Integer)
+    #: Its clock as last read: when, and how far off the head-end's (seconds, DC minus head-end).
+    clock_checked_at: Mapped[datetime | None]
+    clock_deviation_s: Mapped[float | None] = mapped_column(Float)
+    #: When its meter table was last reconciled with the registry.
+    table_synced_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (_policy_check(),)
+    __table_args__ = (_policy_check(), CheckConstraint("medium IN ('plc', 'rf')", name="medium"))
 
 
 class Meter(Base):
@@ -135,6 +149,9 @@ class Meter(Base):
     serial: Mapped[str] = mapped_column(String(64), unique=True)
     make: Mapped[str | None] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(64))
+    firmware: Mapped[str | None] = mapped_column(String(32))
+    #: The device type (``hes devicetype``) that says which objects it has; None: the default type.
+    device_type: Mapped[str | None] = mapped_column(String(64))
     commissioning_date: Mapped[date | None] = mapped_column(Date)
     service_life_years: Mapped[int | None] = mapped_column(SmallInteger)
     decommissioning_date: Mapped[date | None] = mapped_column(Date)
@@ -157,12 +174,14 @@ class Meter(Base):
     system_title: Mapped[bytes | None]
     ek_enc: Mapped[bytes | None]
     ak_enc: Mapped[bytes | None]
+    #: Since when its concentrator's meter table no longer lists it (None: listed, or not checked).
+    missing_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
         _policy_check(),
-        CheckConstraint("state IN ('installed', 'commissioned', 'decommissioned')", name="state"),
+        CheckConstraint("state IN ('installed', 'discovered', 'commissioned', 'decommissioned')", name="state"),
         CheckConstraint("interface IS NULL OR interface IN ('wrapper', 'hdlc', 'serial')", name="interface"),
         CheckConstraint("concentrator_id IS NOT NULL OR host IS NOT NULL OR serial_device IS NOT NULL", name="link"),
     )

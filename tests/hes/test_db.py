@@ -11,14 +11,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, func, inspect, select
+from sqlalchemy import Engine, delete, func, insert, inspect, select
 
 from hes.db import create_engine_for, current_revision, head_revision, session_factory, upgrade
 from hes.db.counters import CounterExhausted, counter_state, record_received, reserve_counters
-from hes.db.migrate import alembic_config
+from hes.db.migrate import downgrade
 from hes.db.models import EventRecord, IntervalValue, Meter, Order, RegisterReading
 from hes.db.orders import OrderStateError, create_order, finish_order, record_audit, start_order
 from hes.db.readings import (
@@ -42,9 +41,11 @@ TABLES = {
 
 
 def _meters(engine: Engine, count: int) -> list[int]:
+    # A Core insert of the columns given (and those with defaults): the ORM would name every column of
+    # today's model, which a database at an older revision (the migration tests) does not have yet.
     with session_factory(engine)() as session:
-        for n in range(count):
-            session.add(Meter(serial=f"M{n:04d}", host="127.0.0.1", port=4059 + n))
+        session.execute(insert(Meter).values([{"serial": f"M{n:04d}", "host": "127.0.0.1", "port": 4059 + n}
+                                              for n in range(count)]))
         session.commit()
         ids = meter_ids(session, [f"M{n:04d}" for n in range(count)])
     return [ids[f"M{n:04d}"] for n in range(count)]
@@ -68,10 +69,7 @@ def test_migrations_from_empty_create_every_table(database_url: str) -> None:
     assert inspect(engine).get_pk_constraint("interval_values")["constrained_columns"] == [
         "meter_id", "interval_end", "obis", "attribute"]
     assert inspect(engine).get_indexes("interval_values") == []
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+    assert downgrade(engine, "base") == ""
     assert not TABLES & set(inspect(engine).get_table_names())
     assert upgrade(engine) == head_revision()
     engine.dispose()
@@ -81,10 +79,7 @@ def test_the_interval_key_migration_keeps_every_value(database_url: str) -> None
     """0008 -> 0009 rebuilds (SQLite) or re-keys (PostgreSQL) interval_values: every row is still there,
     identity still unique, and the way back restores the old key and index."""
     engine = create_engine_for(database_url)
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0008")
+    assert upgrade(engine, "0008") == "0008"
     meters = _meters(engine, 2)
     rows = _day(meters[0]) + _day(meters[1])
     with engine.begin() as connection:
@@ -97,9 +92,7 @@ def test_the_interval_key_migration_keeps_every_value(database_url: str) -> None
                    for r in rows}
     with engine.begin() as connection:
         assert store_intervals(connection, rows) == 0  # the same identity: nothing stored twice
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0008")
+    assert downgrade(engine, "0008") == "0008"  # with rows that refer to the meters (foreign keys hold)
     assert inspect(engine).get_pk_constraint("interval_values")["constrained_columns"] == [
         "meter_id", "obis", "attribute", "interval_end"]
     assert {ix["name"] for ix in inspect(engine).get_indexes("interval_values")} == {"ix_interval_values_meter_end"}

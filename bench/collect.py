@@ -54,6 +54,7 @@ from typing import Any
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
+from concentrator.budget import SessionBudget
 from hes.db import create_engine_for, upgrade
 from hes.db.models import IntervalValue, Meter, RegisterReading
 from hes.db.readings import IntervalRow, RegisterRow, store_many
@@ -62,7 +63,8 @@ from hes.keys import load_master_key
 from hes.loop import loop_name
 from hes.loop import run as run_loop
 from hes.registry import Registry
-from hes.session import ConcentratorLimits, Timeouts
+from hes.session import Timeouts
+from hes.slots import ConcentratorSlots, Gate
 from hes.transport.pool import LinkPool
 from scheduler.contract import Command, ExecutionContext, WorkItem
 from scheduler.engine import EngineOptions, Worker
@@ -193,10 +195,11 @@ def _measured(pass_: Callable[[], Counter[str]], profile: Path | None) -> _Timed
 def _timed_pass(context: ExecutionContext, items: Sequence[tuple[WorkItem, WorkItem]], concurrency: int,
                 profile: Path | None = None) -> _Timed:
     def pass_() -> Counter[str]:
-        # A ConcentratorLimits is bound to the event loop that first waits on it: a fresh one per pass. The
-        # collector settings are the plan engine's (Worker.work runs in collection_heap too).
+        # The DCs' session budget, as Worker.work makes one per call. The collector settings are the plan
+        # engine's (Worker.work runs in collection_heap too).
         with collection_heap():
-            return run_loop(_pass(replace(context, limits=ConcentratorLimits(default=8)), items, concurrency))
+            return run_loop(_pass(replace(context, gate=Gate(ConcentratorSlots(SessionBudget(8)))), items,
+                                  concurrency))
 
     return _measured(pass_, profile)
 
@@ -205,7 +208,7 @@ def _engine_pass(context: ExecutionContext, concurrency: int, profile: Path | No
     """The day pass as ``hes n2pload --daily`` runs it: a run of the built-in n2pload plan worked by a
     ``Worker`` (claims, a meter's two items as one unit, outcomes and the run's summary recorded)."""
     plans = Plans(context.engine)
-    worker = Worker(replace(context, limits=ConcentratorLimits(default=8)), default_executors(),
+    worker = Worker(context, default_executors(),
                     EngineOptions(worker_id="bench", concurrency=concurrency, per_concentrator=8, poll=0.05))
 
     def pass_() -> Counter[str]:

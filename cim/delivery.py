@@ -43,7 +43,7 @@ from hes.config import Settings, redact_url
 from hes.daemon import DaemonContext
 from hes.db.engine import StorageError, create_engine_for, storage_errors
 from hes.db.models import utcnow
-from protocols.errors import DlmsError
+from hes.errors import FAILURES
 
 __all__ = [
     "CimDeliveryComponent",
@@ -153,7 +153,7 @@ class Delivery:
                         for other, _ in claimed[index + 1:]:
                             self._outcome(report, other, "FAILED", f"legacy database: {exc}")
                         return report
-                except DlmsError as exc:
+                except FAILURES as exc:
                     self._outcome(report, message_id, "FAILED", str(exc))
                 else:
                     self._record(message_id, "DELIVERED", None, self.clock())

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from protocols.errors import DlmsError
+from hes.errors import HesError
 from protocols.obis import ObisCode
 
 __all__ = [
@@ -59,7 +59,7 @@ _EVENT_TYPE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")  # type.domain.subDomain.event
 _QUALITY = re.compile(r"^[0-9x]+\.\d+\.\d+$")  # systemId.category.index; README writes "x" for any system
 
 
-class CimError(DlmsError):
+class CimError(HesError):
     """Root of the CIM errors: fixing the data or the tables is needed, a retry cannot help."""
 
 

@@ -28,8 +28,8 @@ from hes.config import load_settings
 from hes.db import create_engine_for, upgrade
 from hes.db.engine import session_factory, storage_errors
 from hes.db.orders import record_audit
+from hes.errors import HesError
 from hes.events.users import allowed, count_users, find_by_os_user, find_by_token, required_role
-from protocols.errors import DlmsError
 
 __all__ = [
     "EXIT_REFUSED",
@@ -45,7 +45,7 @@ __all__ = [
 EXIT_REFUSED = 4
 
 
-class AuthError(DlmsError):
+class AuthError(HesError):
     """The command line cannot say who its user is (bad token, unmapped login): an admin must fix it."""
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
 
-from cli.registry import open_registry, run_or_exit
+from cli.registry import TIMEOUT_HELP, open_registry, run_or_exit, timeouts
 from hes.registry import ConcentratorInfo
 
 __all__ = ["app", "events", "list_command", "show"]
@@ -64,25 +65,31 @@ def events(
     ] = None,
     end: Annotated[str | None, typer.Option("--to", help="Range end, ISO 8601 (default: now).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.", min=0.1)] = 20.0,
+    timeout: Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)] = None,
 ) -> None:
-    """Read the concentrator's own event log now (stored once each, named by the event table)."""
+    """Read the concentrator's own event log now, as an order (stored once each, named by the event table)."""
     import asyncio
 
     from cli.auth import require
     from cli.read import parse_time
     from hes.events.concentrator import read_concentrator_events
-    from hes.session import Timeouts
 
     registry = run_or_exit("concentrator", open_registry)
+    run_or_exit("concentrator", lambda: registry.show_concentrator(ident))  # an unknown DC is a bad argument
     identity = run_or_exit("concentrator", lambda: require("read", registry.engine, f"concentrator events {ident}",
                                                            group="concentrator"))
     result = run_or_exit("concentrator", lambda: asyncio.run(read_concentrator_events(
         registry, ident, start=parse_time("--from", start), end=parse_time("--to", end),
-        requested_by=identity.audit_name, timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout))))
+        requested_by=identity.audit_name, timeouts=timeouts(timeout))))
     if as_json:
         print(json.dumps(result.to_json()))
-        return
-    print(f"concentrator {result.concentrator}: {len(result.events)} events, {result.stored} new")
-    for event in result.events:
-        print(f"{event.time:%Y-%m-%dT%H:%M:%SZ} {event.code:>5} {event.name} ({event.criticality.label})")
+    else:
+        print(f"order {result.order_number} concentrator events {result.concentrator}: {result.state}"
+              + (f": {result.reason}" if result.reason else f"; {len(result.events)} events, {result.stored} new"))
+        for observation in result.observations:
+            print(f"observation: {observation}")
+        for event in result.events:
+            print(f"{event.time:%Y-%m-%dT%H:%M:%SZ} {event.code:>5} {event.name} ({event.criticality.label})")
+    if not result.ok:
+        print(f"hes concentrator: {ident}: {result.reason}", file=sys.stderr)
+        raise typer.Exit(1)

@@ -15,9 +15,8 @@ from typing import Annotated
 import typer
 
 from cli.auth import require
-from cli.registry import open_registry, run_or_exit
+from cli.registry import TIMEOUT_HELP, open_registry, run_or_exit, timeouts
 from hes.commands import DEFAULT_TOLERANCE, CommandName, CommandResult, Commands
-from hes.session import Timeouts
 
 __all__ = ["EXIT_CODES", "clock_app", "clock_sync", "disconnect", "reconnect"]
 
@@ -34,17 +33,19 @@ clock_app = typer.Typer(
 
 _Serial = Annotated[str, typer.Argument(help="The meter's serial number.")]
 _Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-_Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.", min=0.1)]
+_Timeout = Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)]
+_Recheck = Annotated[bool, typer.Option(
+    "--recheck-dc", help="Contact the meter's concentrator even if it was unreachable last time.")]
 
 
-def _run(serial: str, command: CommandName, as_json: bool, timeout: float,
+def _run(serial: str, command: CommandName, as_json: bool, timeout: float | None, recheck_dc: bool,
          tolerance: float = DEFAULT_TOLERANCE) -> None:
     registry = run_or_exit(command, open_registry)
     # Refused before the order exists: a refusal is one audit line, not a FAIL order on the meter.
     identity = run_or_exit(command, lambda: require(command, registry.engine, serial))
 
     def action() -> CommandResult:
-        commands = Commands(registry, who=identity.audit_name, timeouts=Timeouts(connect=timeout, read=timeout))
+        commands = Commands(registry, who=identity.audit_name, timeouts=timeouts(timeout), recheck_dc=recheck_dc)
         return asyncio.run(commands.run(serial, command, tolerance))
 
     result = run_or_exit(command, action)
@@ -59,14 +60,14 @@ def _run(serial: str, command: CommandName, as_json: bool, timeout: float,
     raise typer.Exit(EXIT_CODES[result.state])
 
 
-def disconnect(serial: _Serial, as_json: _Json = False, timeout: _Timeout = 20.0) -> None:
+def disconnect(serial: _Serial, as_json: _Json = False, timeout: _Timeout = None, recheck_dc: _Recheck = False) -> None:
     """Open the meter's relay (IC 70 remote_disconnect), then read its state back."""
-    _run(serial, "disconnect", as_json, timeout)
+    _run(serial, "disconnect", as_json, timeout, recheck_dc)
 
 
-def reconnect(serial: _Serial, as_json: _Json = False, timeout: _Timeout = 20.0) -> None:
+def reconnect(serial: _Serial, as_json: _Json = False, timeout: _Timeout = None, recheck_dc: _Recheck = False) -> None:
     """Close the meter's relay (IC 70 remote_reconnect), then read its state back (WARN if manual action is needed)."""
-    _run(serial, "reconnect", as_json, timeout)
+    _run(serial, "reconnect", as_json, timeout, recheck_dc)
 
 
 @clock_app.command("sync")
@@ -76,7 +77,8 @@ def clock_sync(
         DEFAULT_TOLERANCE
     ),
     as_json: _Json = False,
-    timeout: _Timeout = 20.0,
+    timeout: _Timeout = None,
+    recheck_dc: _Recheck = False,
 ) -> None:
     """Read the meter's clock; if off by more than --tolerance seconds, set it to the head-end's time (UTC)."""
-    _run(serial, "clock-sync", as_json, timeout, tolerance)
+    _run(serial, "clock-sync", as_json, timeout, recheck_dc, tolerance)

@@ -11,7 +11,7 @@ import typer
 from hes.config import load_settings, redact_url
 from hes.db.engine import StorageError, create_engine_for
 from hes.db.migrate import current_revision, head_revision, upgrade
-from protocols.errors import DlmsError
+from hes.errors import FAILURES
 
 __all__ = ["app", "current", "upgrade_command"]
 
@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 
-def _fail(exc: DlmsError) -> typer.Exit:
+def _fail(exc: Exception) -> typer.Exit:
     print(f"hes db: {exc}", file=sys.stderr)
     return typer.Exit(1 if isinstance(exc, StorageError) else 2)
 
@@ -39,7 +39,7 @@ def upgrade_command(
         engine = create_engine_for(settings.database_url)
         before = current_revision(engine)
         reached = upgrade(engine)
-    except DlmsError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     where = redact_url(settings.database_url)
     if as_json:
@@ -56,6 +56,6 @@ def current() -> None:
     try:
         settings = load_settings()
         revision = current_revision(create_engine_for(settings.database_url))
-    except DlmsError as exc:
+    except FAILURES as exc:
         raise _fail(exc) from None
     print(f"database {redact_url(settings.database_url)}: revision {revision or 'none'} (latest {head_revision()})")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from protocols.errors import DlmsError
+from hes.errors import FAILURES
 from protocols.translate import TranslatorKeys, translate
 
 __all__ = ["app"]
@@ -57,7 +57,7 @@ def decode(
     except typer.BadParameter as exc:
         _fail(str(exc))
         return
-    except DlmsError as exc:
+    except FAILURES as exc:
         _fail(str(exc))
         return
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

@@ -16,7 +16,7 @@ from cli.auth import require
 from cli.registry import open_registry, run_or_exit
 from hes.config import load_settings
 from hes.db.engine import StorageError
-from protocols.errors import DlmsError
+from hes.errors import FAILURES
 
 __all__ = ["app", "cim_command"]
 
@@ -81,7 +81,7 @@ def cim_command(
     run_or_exit("export", lambda: require("export", registry.engine, f"export cim {start} {end}"))
     try:
         result = export_cim(registry.engine, first, last, out, meters=serials, outbox=outbox, now=datetime.now(UTC))
-    except DlmsError as exc:
+    except FAILURES as exc:
         print(f"hes export: {exc}", file=sys.stderr)
         # Writing or the database failed: a failed operation (1); anything else was asked wrongly (2).
         raise typer.Exit(1 if isinstance(exc, ExportWriteError | StorageError) else 2) from None

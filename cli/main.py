@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from protocols.errors import DlmsError
+from hes.errors import FAILURES
 
 __all__ = ["app", "main"]
 
@@ -79,7 +79,7 @@ def main() -> None:
     """Entry point: typer, with every error turned into one line on stderr and a non-zero exit."""
     try:
         app()
-    except DlmsError as exc:
+    except FAILURES as exc:
         print(f"hes: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.plan import check_engine_options, execute_run, print_run, summary_line, worker_id_for
-from cli.registry import open_registry, run_or_exit
+from cli.plan import PER_DC_HELP, check_engine_options, execute_run, print_run, summary_line, worker_id_for
+from cli.registry import TIMEOUT_HELP, open_registry, run_or_exit
 from scheduler.contract import Command
 from scheduler.plans import N2PLOAD, ItemResult, Plans, RunInfo
 
@@ -23,8 +23,8 @@ def n2pload(
         help="Wait for retries as the n2pload plan says (default), or return once nothing is due now.",
     )] = True,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Meters worked on at once.")] = 64,
-    per_dc: Annotated[int, typer.Option("--per-dc", help="Meters worked on at once per concentrator.")] = 4,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.")] = 20.0,
+    per_dc: Annotated[int | None, typer.Option("--per-dc", help=PER_DC_HELP)] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """One N2PLoad pass now: for every meter behind a (or every) concentrator, the intervals not yet collected.
@@ -33,7 +33,7 @@ def n2pload(
     """
 
     def act() -> tuple[RunInfo, list[ItemResult]]:
-        check_engine_options(concurrency, per_dc, timeout)
+        budget = check_engine_options(concurrency, per_dc, timeout)
         registry = open_registry()
         try:
             from cli.auth import require
@@ -43,7 +43,7 @@ def n2pload(
             commands: tuple[Command, ...] = ("profile", "daily") if daily else ("profile",)
             run = plans.start_run(N2PLOAD, trigger="n2pload", who=identity.audit_name, concentrator=concentrator,
                                   commands=commands)
-            done = execute_run(registry, run, wait=wait, concurrency=concurrency, per_dc=per_dc, timeout=timeout,
+            done = execute_run(registry, run, wait=wait, concurrency=concurrency, per_dc=budget, timeout=timeout,
                                worker_id=worker_id_for("n2pload"), requested_by=identity.audit_name)
             return done, plans.items(run.id)
         finally:

@@ -21,12 +21,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.auth import Identity
-from cli.registry import open_registry, run_or_exit
+from cli.registry import TIMEOUT_HELP, open_registry, run_or_exit, timeouts
 from hes.db.models import utcnow
+from hes.errors import FAILURES
 from hes.loop import run as run_loop
 from hes.registry import Registry
-from hes.session import Timeouts
-from protocols.errors import DlmsError
 from scheduler.contract import RELAY_COMMANDS, ExecutionContext
 from scheduler.engine import EngineOptions, Worker
 from scheduler.plans import (
@@ -41,6 +40,7 @@ from scheduler.plans import (
     parse_range,
     parse_window,
 )
+from scheduler.service import ServiceOptions
 
 __all__ = [
     "app", "check_engine_options", "execute_run", "print_run", "read_serials", "summary_line", "worker_id_for",
@@ -120,14 +120,13 @@ def _progress_callback(plans: Plans, run_id: int, progress: Progress | None) -> 
     return update
 
 
-def execute_run(registry: Registry, run: RunInfo, *, wait: bool, concurrency: int, per_dc: int, timeout: float,
-                worker_id: str, requested_by: str) -> RunInfo:
+def execute_run(registry: Registry, run: RunInfo, *, wait: bool, concurrency: int, per_dc: int,
+                timeout: float | None, worker_id: str, requested_by: str) -> RunInfo:
     """Work on one run in this process until it is done (or, without ``wait``, until nothing is due now)."""
     plans = Plans(registry.engine)
     from scheduler.executors import default_executors
 
-    context = ExecutionContext(registry=registry, engine=registry.engine, now=utcnow,
-                               timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout),
+    context = ExecutionContext(registry=registry, engine=registry.engine, now=utcnow, timeouts=timeouts(timeout),
                                requested_by=requested_by[:40])
     worker = Worker(context, default_executors(), EngineOptions(worker_id=worker_id, concurrency=concurrency,
                                                                 per_concentrator=per_dc, poll=0.2))
@@ -184,13 +183,21 @@ def _relay_checks(plans: Plans, identity: Identity, commands: Sequence[str], nam
     return meters if confirm else None
 
 
-def check_engine_options(concurrency: int, per_dc: int, timeout: float) -> None:
+#: ``--per-dc``'s help: one budget per DC, the default from the environment like ``hes run``'s.
+PER_DC_HELP = ("Sessions at once per concentrator (default: HES_SCHEDULER_PER_DC, else 4; a concentrator's own "
+               "setting wins).")
+
+
+def check_engine_options(concurrency: int, per_dc: int | None, timeout: float | None) -> int:
+    """The options checked; the per-DC session budget to use (``--per-dc``, else ``HES_SCHEDULER_PER_DC``)."""
     if not 1 <= concurrency <= 10000:
         raise PlanError(f"--concurrency {concurrency}: 1 to 10000")
+    if per_dc is None:
+        per_dc = ServiceOptions.from_environment().per_concentrator
     if not 1 <= per_dc <= 1000:
         raise PlanError(f"--per-dc {per_dc}: 1 to 1000")
-    if not 0 < timeout <= 600:
-        raise PlanError(f"--timeout {timeout}: between 0 and 600 seconds")
+    timeouts(timeout)
+    return per_dc
 
 
 @app.command("create")
@@ -342,8 +349,8 @@ def run_command(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for retries as the plan says (default), or "
                                                                   "return once nothing is due now.")] = True,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Meters worked on at once.")] = 64,
-    per_dc: Annotated[int, typer.Option("--per-dc", help="Meters worked on at once per concentrator.")] = 4,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.")] = 20.0,
+    per_dc: Annotated[int | None, typer.Option("--per-dc", help=PER_DC_HELP)] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)] = None,
     confirm_disconnect: Annotated[bool, typer.Option(
         "--confirm-disconnect", help="Confirm that this run disconnects more than one meter.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -351,7 +358,7 @@ def run_command(
     """Run a plan now in this process: every meter's result and the run's summary (exit 1 if any FAILed)."""
 
     def act() -> tuple[RunInfo, list[ItemResult]]:
-        check_engine_options(concurrency, per_dc, timeout)
+        budget = check_engine_options(concurrency, per_dc, timeout)
         registry = open_registry()
         try:
             from cli.auth import require
@@ -364,7 +371,7 @@ def run_command(
             if "disconnect" in plan.commands and confirmed is None:
                 confirmed = 1  # not the plan's stored confirmation: a run by hand is confirmed by its own user
             run = plans.start_run(name, trigger="manual", who=identity.audit_name, confirmed_meters=confirmed)
-            done = execute_run(registry, run, wait=wait, concurrency=concurrency, per_dc=per_dc, timeout=timeout,
+            done = execute_run(registry, run, wait=wait, concurrency=concurrency, per_dc=budget, timeout=timeout,
                                worker_id=worker_id_for("plan"), requested_by=identity.audit_name)
             return done, plans.items(run.id)
         finally:
@@ -403,24 +410,26 @@ def tag_command(
     print(f"tag {tag}: {changed} meters {'untagged' if remove else 'tagged'}")
 
 
+_DISCOVER_ERRORS: tuple[type[BaseException], ...] = (*FAILURES, TimeoutError)
+
+
 @app.command("discover")
 def discover_command(
     serials: Annotated[list[str], typer.Argument(help="Meters whose object list to read.")],
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.")] = 20.0,
+    timeout: Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)] = None,
 ) -> None:
     """Read meters' object lists (association LN) for the support check of plans (exit 1 if one failed)."""
     from scheduler.capabilities import discover
 
     def act() -> list[tuple[str, str]]:
-        if not 0 < timeout <= 600:
-            raise PlanError(f"--timeout {timeout}: between 0 and 600 seconds")
+        deadlines = timeouts(timeout)
         registry = open_registry()
         try:
             from cli.auth import require
 
-            require("plan", registry.engine, "plan discover")
-            context = ExecutionContext(registry=registry, engine=registry.engine, now=utcnow,
-                                       timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout))
+            identity = require("plan", registry.engine, "plan discover")
+            context = ExecutionContext(registry=registry, engine=registry.engine, now=utcnow, timeouts=deadlines,
+                                       requested_by=identity.audit_name)
             results: list[tuple[str, str]] = []
 
             async def main() -> None:
@@ -428,8 +437,8 @@ def discover_command(
                     try:
                         objects = await discover(context, serial)
                         results.append((serial, f"{len(objects)} objects"))
-                    except (DlmsError, TimeoutError) as exc:
-                        results.append((serial, f"FAIL: {type(exc).__name__}: {exc}"))
+                    except _DISCOVER_ERRORS as exc:
+                        results.append((serial, f"FAIL: {exc}"))
 
             asyncio.run(main())
             return results

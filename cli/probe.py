@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.auth import require
 from cli.read import parse_time
 from cli.registry import open_registry, run_or_exit, who
+from hes.errors import FAILURES
 from hes.probe.bundle import write_bundle
 from hes.probe.keys import DEFAULT_COUNTER_BLOCK, KeyFileError, export_key_file, open_key_file, parse_validity
 from hes.probe.read import WHATS, ProbeRequest, ProbeRequestError, ProbeWhat, probe_read
@@ -23,7 +24,6 @@ from hes.probe.read import Progress as Step
 from hes.probe.serial_link import OpticalLine, ParityMode
 from hes.reads import ReadRequestError
 from hes.session import Timeouts
-from protocols.errors import DlmsError
 
 __all__ = ["PASSPHRASE_VARIABLE", "app", "keys_app", "read_passphrase"]
 
@@ -170,7 +170,7 @@ def read(
     except (ProbeRequestError, ReadRequestError, KeyFileError) as exc:
         print(f"hes probe: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    except DlmsError as exc:
+    except FAILURES as exc:
         print(f"hes probe: {exc}; no bundle written", file=sys.stderr)
         raise typer.Exit(1) from None
 

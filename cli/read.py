@@ -13,9 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.auth import require
-from cli.registry import open_registry, run_or_exit
+from cli.registry import TIMEOUT_HELP, open_registry, run_or_exit, timeouts
 from hes.reads import WHATS, ReadRequestError, ReadResult, ReadValue, read_meter
-from hes.session import Timeouts
 
 __all__ = ["parse_time", "read"]
 
@@ -83,7 +82,7 @@ def read(
     clock_tolerance: Annotated[
         float, typer.Option("--clock-tolerance", help="Seconds of meter clock deviation before WARN.")
     ] = 60.0,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.")] = 20.0,
+    timeout: Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)] = None,
     recheck_dc: Annotated[
         bool, typer.Option("--recheck-dc", help="Contact the concentrator even if it was unreachable last time.")
     ] = False,
@@ -95,16 +94,14 @@ def read(
             raise ReadRequestError(f"--what {what!r}: one of {', '.join(WHATS)}")
         if clock_tolerance < 0:
             raise ReadRequestError(f"--clock-tolerance {clock_tolerance} cannot be negative")
-        if not 0 < timeout <= 600:
-            raise ReadRequestError(f"--timeout {timeout}: between 0 and 600 seconds")
+        deadlines = timeouts(timeout)
         begin, finish = parse_time("--from", start), parse_time("--to", end)
         registry = open_registry()
         identity = require("read", registry.engine, f"read {what} {serial}", group="read")
         try:
             return asyncio.run(read_meter(
                 registry, serial, what, start=begin, end=finish, requested_by=identity.audit_name,
-                clock_tolerance=timedelta(seconds=clock_tolerance),
-                timeouts=Timeouts(connect=min(timeout, 10.0), read=timeout), recheck_dc=recheck_dc,
+                clock_tolerance=timedelta(seconds=clock_tolerance), timeouts=deadlines, recheck_dc=recheck_dc,
             ))
         finally:
             registry.engine.dispose()

@@ -10,12 +10,17 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from hes.config import load_settings
+from hes.config import ConfigError, load_settings
 from hes.db.engine import StorageError
+from hes.errors import FAILURES
 from hes.registry import ImportSummary, Registry
-from protocols.errors import DlmsError
+from hes.session import Timeouts
 
-__all__ = ["app", "import_command", "open_registry", "run_or_exit", "who"]
+__all__ = ["TIMEOUT_HELP", "app", "import_command", "open_registry", "run_or_exit", "timeouts", "who"]
+
+#: The help of every command's ``--timeout``: the per-link deadlines are the default.
+TIMEOUT_HELP = ("Seconds to wait for each answer (default: by the link crossed, HES_DEADLINE_PLC / _RF / _IP, "
+                "90 / 30 / 20 s).")
 
 T = TypeVar("T")
 
@@ -43,11 +48,20 @@ def open_registry() -> Registry:
     return Registry.open(load_settings())
 
 
+def timeouts(timeout: float | None) -> Timeouts | None:
+    """A command line's ``--timeout`` as the session deadlines (None: the per-link deadlines decide)."""
+    if timeout is None:
+        return None
+    if not 0 < timeout <= 600:
+        raise ConfigError(f"--timeout {timeout}: between 0 and 600 seconds")
+    return Timeouts(connect=min(timeout, 10.0), read=timeout, release=min(timeout, 3.0))
+
+
 def run_or_exit(group: str, action: Callable[[], T]) -> T:
     """Run ``action``; a typed error becomes one line on stderr and exit 2 (1 when the database is down)."""
     try:
         return action()
-    except DlmsError as exc:
+    except FAILURES as exc:
         print(f"hes {group}: {exc}", file=sys.stderr)
         raise typer.Exit(1 if isinstance(exc, StorageError) else 2) from None
 

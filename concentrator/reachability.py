@@ -35,6 +35,7 @@ __all__ = [
     "ReachabilityState",
     "RecheckDue",
     "contact_outcome",
+    "reached",
 ]
 
 #: A DC that failed is contacted again (on-demand reads, commands) this long after the failed attempt.
@@ -91,6 +92,12 @@ TRANSITIONS: dict[tuple[ReachabilityState, Event], ReachabilityState] = {
     (_S.RECHECK, _C.METER_SILENT): _S.REACHABLE,
     (_S.RECHECK, _C.NO_CONNECTION): _S.DOWN,
 }
+
+
+def reached(contact: Contact) -> bool:
+    """Whether the DC is reachable after a contact that ended so: from the table, where a contact's row is the
+    same whatever the state before it (tested), so a store can apply it without reading the state first."""
+    return TRANSITIONS[(ReachabilityState.UNKNOWN, contact)] is ReachabilityState.REACHABLE
 
 
 class FailureKind(Enum):

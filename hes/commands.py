@@ -1,9 +1,10 @@
 """Commands on one meter as orders: remote disconnect and reconnect (IC 70) and clock synchronisation.
 
-Each command is an order (``hes.db.orders``): created PENDING and committed before the meter is
-contacted, so a process killed at any point leaves a trace; then the use case's checks (the meter
-exists, is commissioned, has a link), the session, and the result EXE / WARN / FAIL with its
-observations or reason, together with one audit row (who, what, result), in one transaction.
+Each command is an order of the one order runner (``hes.runner.OrderRunner``): created PENDING and
+committed before the meter is contacted, so a process killed at any point leaves a trace; then the
+use case's checks (the meter exists, is commissioned, has a link, its DC is not known to be down),
+the session, and the result EXE / WARN / FAIL with its observations or reason, together with one
+audit row (who, what, result), in one transaction.
 
 Disconnect and reconnect run IC 70 methods 1 and 2 on 0.0.96.3.10.255 (through the concentrator's
 gateway for a DC meter, end to end with the meter's own security), then read back output_state,
@@ -17,10 +18,10 @@ A relay order whose read-back disagrees with it (or cannot be read back) is a WA
 alarm: a message on the meter's MQTT alarm topic (``hes.events.outbox``), queued in the order's
 own transaction with the result, which goes to the command topic.
 
-Invocation counters: a reservation is committed (``hes.db.counters.reserve_counters``) before the
-session starts, so a crash can never make the head-end send a counter twice; the last counter
-received from the meter is stored with the result. ``HES_CRASH_AT`` (see ``crash_point``) is the
-hook the crash-safety test uses to kill the process between the exchange and that storage.
+Invocation counters are reserved (committed with the PENDING order) before the session starts, so a
+crash can never make the head-end send a counter twice; the last counter received from the meter
+is stored with the result. ``HES_CRASH_AT=command-before-store`` (``hes.crash``) kills the process
+between the exchange and that storage, for the crash-safety test.
 """
 
 from __future__ import annotations
@@ -34,20 +35,17 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from hes.crash import crash_point
-from hes.db.counters import record_received, reserve_counters
-from hes.db.engine import StorageError, session_factory, storage_errors
-from hes.db.models import Order, utcnow
-from hes.db.orders import create_order, finish_order, get_order, record_audit, start_order
+from hes.db.models import utcnow
 from hes.events.catalog import CatalogError, default_catalog, load_catalog
 from hes.events.outbox import command_message, order_alarm_message, queue
-from hes.model import MeterTarget, ViaConcentrator
-from hes.registry import MeterInfo, Registry, RegistryError, UnknownMeter
-from hes.session import ConcentratorLimits, MeterSession, Timeouts, open_session
+from hes.registry import Registry
+from hes.runner import Announcement, Job, Observations, OrderRunner
+from hes.session import MeterSession, Timeouts
+from hes.slots import Gate
 from protocols.axdr import Data, DataTag
 from protocols.cosem import ControlMode, ControlState
 from protocols.cosem_datetime import CosemDateTime
-from protocols.errors import ConnectionLost, ConnectTimeout, DecodeError, DlmsError, ReadTimeout, ServiceError
+from protocols.errors import DecodeError, ServiceError
 from protocols.obis import ObisCode
 
 __all__ = [
@@ -59,9 +57,7 @@ __all__ = [
     "CommandName",
     "CommandResult",
     "Commands",
-    "PreconditionFailed",
     "RelayState",
-    "check_meter",
     "current_user",
 ]
 
@@ -73,7 +69,6 @@ DISCONNECT_CONTROL = ObisCode(0, 0, 96, 3, 10, 255)
 DEFAULT_TOLERANCE = 10.0
 #: Counters reserved per command: AARQ, HLS reply, the action or set, three reads, the release, and spare.
 COUNTERS_PER_COMMAND = 16
-#: Environment variable naming the crash point at which the process kills itself (tests only).
 
 CommandName = Literal["disconnect", "reconnect", "clock-sync"]
 COMMANDS: tuple[CommandName, ...] = ("disconnect", "reconnect", "clock-sync")
@@ -93,10 +88,6 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers): still an audit line
         return "operator"
-
-
-class PreconditionFailed(DlmsError):
-    """The meter cannot take a command (unknown, not commissioned, no link): fix the registry, not a retry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,23 +130,6 @@ class CommandResult:
         }
 
 
-def check_meter(registry: Registry, serial: str) -> tuple[MeterInfo, MeterTarget]:
-    """The use case's checks before any command: the meter exists, is commissioned and has a link."""
-    try:
-        info = registry.show_meter(serial)
-    except UnknownMeter:
-        raise PreconditionFailed(f"no meter {serial!r} in the registry") from None
-    if info.state == "decommissioned":
-        raise PreconditionFailed(f"meter {serial} is decommissioned (since {info.decommissioning_date})")
-    if info.state != "commissioned":
-        raise PreconditionFailed(f"meter {serial} is not commissioned (state {info.state})")
-    try:
-        target = registry.target_for(serial, mode="gateway")
-    except RegistryError as exc:
-        raise PreconditionFailed(f"meter {serial}: {exc}") from None
-    return info, target
-
-
 def _deviation_seconds(meter_time: datetime, now: datetime) -> float:
     return round((meter_time - now).total_seconds(), 3)
 
@@ -165,17 +139,15 @@ def _signed(seconds: float) -> str:
 
 
 class _Outcome:
-    """What a command's body found: state, observations or reason, and the values read."""
+    """What a command's body found: observations (a WARN), the values read, an alarm to raise."""
 
-    def __init__(self) -> None:
-        self.state = "EXE"
-        self.observations: list[str] = []
+    def __init__(self, observations: list[str]) -> None:
+        self.observations = observations
         self.values: dict[str, Any] = {}
         #: A head-end alarm raised by the order (code of the event table's ``head-end`` log, text).
         self.alarm: tuple[int, str] | None = None
 
     def warn(self, text: str) -> None:
-        self.state = "WARN"
         self.observations.append(text)
 
 
@@ -183,10 +155,12 @@ Body = Callable[[MeterSession, _Outcome], Awaitable[None]]
 
 
 class Commands:
-    """Runs commands against meters of a registry and records them as orders.
+    """Runs commands against meters of a registry as orders of the one order runner (``hes.runner``).
 
     ``now`` is the head-end's time (the clock sync sets meters to it; a simulated field passes its
-    own field clock). ``limits`` is the per-DC session budget shared by the process.
+    own field clock). ``gate`` is the process's gate (the per-DC session budget and the device
+    locks), ``runner`` the process's order runner when it has one (then ``timeouts`` and ``gate``
+    are its own). A DC known to be down is not contacted unless ``recheck_dc``.
     """
 
     def __init__(
@@ -195,15 +169,16 @@ class Commands:
         *,
         who: str | None = None,
         timeouts: Timeouts | None = None,
-        limits: ConcentratorLimits | None = None,
+        gate: Gate | None = None,
         now: Callable[[], datetime] = utcnow,
+        runner: OrderRunner | None = None,
+        recheck_dc: bool = False,
     ) -> None:
         self.registry = registry
         self.who = who or current_user()
-        self.timeouts = timeouts or Timeouts()
-        self.limits = limits
         self.now = now
-        self._sessions = session_factory(registry.engine)
+        self.recheck_dc = recheck_dc
+        self.runner = runner or OrderRunner(registry, requested_by=self.who, gate=gate, timeouts=timeouts, clock=now)
 
     # --- the commands ----------------------------------------------------------------------------------
 
@@ -306,107 +281,48 @@ class Commands:
     # --- the order around a body ---------------------------------------------------------------------------
 
     async def _run(self, serial: str, command: CommandName, parameters: dict[str, Any], body: Body) -> CommandResult:
-        order_number = self._create(serial, command, parameters)
-        outcome = _Outcome()
-        reason: str | None = None
-        retryable = False
-        target: MeterTarget | None = None
-        last_received: int | None = None
-        dc_reachable: bool | None = None
-        try:
-            _info, target = check_meter(self.registry, serial)
-            self._start(order_number)
-            reservation = reserve_counters(self.registry.engine, serial, target.client_sap, COUNTERS_PER_COMMAND)
-            session: MeterSession | None = None
-            try:
-                async with open_session(target, reservation, limits=self.limits, timeouts=self.timeouts) as session:
-                    dc_reachable = True
-                    await body(session, outcome)
-            finally:
-                if session is not None:
-                    last_received = session.last_received
-        except DlmsError as exc:
-            reason, retryable = _reason(serial, target, exc), exc.retryable
-            if target is not None and _never_connected(exc):
-                dc_reachable = False
-        crash_point("command-before-store")
-        state = "FAIL" if reason is not None else outcome.state
-        observations = "; ".join(outcome.observations) or None
-        self._finish(order_number, serial, command, parameters, state, observations, reason, target, last_received,
-                     dc_reachable, outcome)
-        return CommandResult(order_number, serial, command, state, observations, reason, retryable,
-                             dict(outcome.values))
+        who = self.who
+        described = f"{command} {serial}" + "".join(f" --{k} {v}" for k, v in parameters.items())
 
-    def _create(self, serial: str, command: CommandName, parameters: dict[str, Any]) -> str:
-        # Committed before anything else: an order killed mid-way still shows up (PENDING).
-        with storage_errors(self.registry.engine), self._sessions() as db, db.begin():
-            order = create_order(db, serial, command, parameters, self.who, when=utcnow())
-            return order.order_number
+        async def session_body(session: MeterSession, observations: Observations) -> _Outcome:
+            outcome = _Outcome(observations)
+            await body(session, outcome)
+            return outcome
 
-    def _order(self, db: Session, order_number: str) -> Order:
-        order = get_order(db, order_number)
-        if order is None:  # someone deleted it under us: a storage problem, not a meter one
-            raise StorageError(f"order {order_number} vanished from the database")
-        return order
-
-    def _start(self, order_number: str) -> None:
-        with storage_errors(self.registry.engine), self._sessions() as db, db.begin():
-            start_order(db, self._order(db, order_number))
-
-    def _finish(self, order_number: str, serial: str, command: str, parameters: dict[str, Any], state: str,
-                observations: str | None, reason: str | None, target: MeterTarget | None,
-                last_received: int | None, dc_reachable: bool | None, outcome: _Outcome | None = None) -> None:
-        engine = self.registry.engine
-        if target is not None and last_received is not None:
-            record_received(engine, serial, target.client_sap, last_received)
-        if target is not None and isinstance(target.route, ViaConcentrator) and dc_reachable is not None:
-            self.registry.set_concentrator_contact(target.route.concentrator_id, dc_reachable)
-        what = f"{command} {serial}" + "".join(f" --{k} {v}" for k, v in parameters.items())
-        result = state if state == "EXE" else f"{state}: {reason or observations}"
-        dc = target.route.concentrator_id if target is not None and isinstance(target.route, ViaConcentrator) \
-            else None
-        # The result, and any alarm it raises, go to the event bus in the order's own transaction.
-        messages = [command_message(order_number, serial, dc, command, state, reason or observations, self.who,
-                                    dict(outcome.values) if outcome is not None else None)]
-        if outcome is not None and outcome.alarm is not None:
-            code, text = outcome.alarm
-            try:
-                catalog = load_catalog()
-            except CatalogError as exc:  # a broken table must not keep the order from finishing
-                logger.error("event table unusable, defaults used: %s", exc)
-                catalog = default_catalog()
-            definition = catalog.lookup("head-end", code)
-            messages.append(order_alarm_message(definition, order_number, serial, dc, text, self.who))
-            logger.warning("meter %s: %s (order %s): %s", serial, definition.name, order_number, text)
-        with storage_errors(engine), self._sessions() as db, db.begin():
-            finish_order(db, self._order(db, order_number), state, observations=observations, reason=reason)
-            record_audit(db, self.who, f"{what} (order {order_number})", result)
+        def announce(db: Session, told: Announcement[_Outcome]) -> None:
+            # The result, and any alarm it raises, go to the event bus in the order's own transaction.
+            outcome = told.result
+            values = dict(outcome.values) if outcome is not None else None
+            finish = told.finish
+            messages = [command_message(finish.order_number, serial, finish.concentrator_id, command, told.state,
+                                        told.detail, who, values)]
+            if outcome is not None and outcome.alarm is not None and told.state != "FAIL":
+                code, text = outcome.alarm
+                try:
+                    catalog = load_catalog()
+                except CatalogError as exc:  # a broken table must not keep the order from finishing
+                    logger.error("event table unusable, defaults used: %s", exc)
+                    catalog = default_catalog()
+                definition = catalog.lookup("head-end", code)
+                messages.append(order_alarm_message(definition, finish.order_number, serial, finish.concentrator_id,
+                                                    text, who))
+                logger.warning("meter %s: %s (order %s): %s", serial, definition.name, finish.order_number, text)
             queue(db.connection(), messages)
+
+        job: Job[_Outcome] = Job(serial, command, session_body, COUNTERS_PER_COMMAND,
+                                 parameters={**parameters, "described": described}, verb="sent",
+                                 force_contact=self.recheck_dc, announce=announce, crash_point="command-before-store")
+        result = await self.runner.run(job, requested_by=who)
+        outcome = result.result
+        observations = "; ".join(result.observations) or None
+        return CommandResult(result.order_number, serial, command, result.state, observations, result.reason,
+                             result.retryable, dict(outcome.values) if outcome is not None else {})
 
 
 @dataclass(frozen=True, slots=True)
 class _ClockValue:
     moment: datetime  # aware, at the meter's own offset
     deviation: int  # COSEM deviation, minutes (UTC = local + deviation)
-
-
-def _reason(serial: str, target: MeterTarget | None, exc: DlmsError) -> str:
-    """One line saying why the order failed, naming the meter (and its DC) when the error does not."""
-    text = str(exc)
-    if target is None or serial in text:
-        return text
-    route = target.route
-    where = f"meter {serial}" + (f" via DC {route.concentrator_id}" if isinstance(route, ViaConcentrator) else "")
-    if isinstance(exc, ReadTimeout) and isinstance(route, ViaConcentrator):
-        return f"{where}: {text} (the DC did not reach the meter, or the DC itself is silent)"
-    return f"{where}: {text}"
-
-
-def _never_connected(exc: DlmsError) -> bool:
-    """Whether the error says no TCP connection was made (the DC, or the p2p modem, is down)."""
-    if isinstance(exc, ConnectTimeout):
-        return True
-    return isinstance(exc, ConnectionLost) and isinstance(exc.__cause__, ConnectionRefusedError)
 
 
 async def _read_relay(session: MeterSession) -> RelayState:

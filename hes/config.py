@@ -17,6 +17,8 @@
 | ``HES_CIM_MAX_VALUES`` | ``10000`` | at most this many readings or events in one CIM message |
 | ``HES_CIM_TABLES`` | unset: ``cim/defaults.json`` | JSON file of the CIM codes (ReadingTypes, events, qualities) |
 | ``HES_CIM_XSD_DIR`` | unset | folder of the IEC XSDs: when set, delivery validates every message against them |
+| ``HES_DEADLINE_PLC`` / ``_RF`` / ``_IP`` | ``90`` / ``30`` / ``20`` | seconds to wait for each answer through a PLC
+  gateway, an RF gateway, or over IP only (a DC's own tables, a point-to-point meter); a DC's own setting wins |
 
 The databases stay beside the working folder (``./hes.db`` as README and DESIGN say) so a first
 ``hes demo`` needs nothing set; only generated secrets go to the data folder. ``postgresql://``
@@ -32,7 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from protocols.errors import DlmsError
+from concentrator.links import DEFAULT_DEADLINES, DeadlineError, Deadlines
+from hes.errors import HesError
 
 __all__ = [
     "ConfigError",
@@ -52,7 +55,7 @@ DEFAULT_DATA_DIR = "hes-data"
 MASTER_KEY_NAME = "master.key"
 
 
-class ConfigError(DlmsError):
+class ConfigError(HesError):
     """A setting that cannot be used (bad URL, unusable path); fixing the environment is needed, not a retry."""
 
 
@@ -76,6 +79,7 @@ class Settings:
     cim_max_values: int = 10_000
     cim_tables: Path | None = None
     cim_xsd_dir: Path | None = None
+    deadlines: Deadlines = DEFAULT_DEADLINES
 
 
 def normalise_database_url(url: str, variable: str = "HES_DATABASE_URL") -> str:
@@ -139,6 +143,22 @@ def _cim_settings(text: Callable[[str], str | None]) -> dict[str, Any]:
     }
 
 
+def _deadlines(text: Callable[[str], str | None]) -> Deadlines:
+    """The ``HES_DEADLINE_*`` response deadlines over the defaults; ``ConfigError`` names the bad variable."""
+    values: dict[str, float] = {}
+    for medium in ("plc", "rf", "ip"):
+        name = f"HES_DEADLINE_{medium.upper()}"
+        given = text(name)
+        if given is None:
+            continue
+        try:
+            values[medium] = float(given)
+            Deadlines(**values)
+        except (ValueError, DeadlineError):
+            raise ConfigError(f"{name}={given}: a positive number of seconds") from None
+    return Deadlines(**values) if values else DEFAULT_DEADLINES
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``environ`` (default ``os.environ``); ``ConfigError`` names the bad variable."""
     env = os.environ if environ is None else environ
@@ -163,6 +183,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     cim = _cim_settings(text)
     return Settings(
         **cim,
+        deadlines=_deadlines(text),
         mqtt_min_criticality=criticality,
         push_host=push_host,
         push_port=push_port,

@@ -443,12 +443,15 @@ async def run_field(
     The field's time is frozen at ``field_now`` (default: the moment the demo starts, so the meters'
     clocks agree with the head-end's).
     """
+    from concentrator.budget import SessionBudget
     from hes.commands import Commands
     from hes.db import create_engine_for, upgrade
     from hes.keys import load_master_key
     from hes.reads import read_meter
     from hes.registry import Registry
-    from hes.session import ConcentratorLimits, Timeouts
+    from hes.runner import OrderRunner
+    from hes.session import Timeouts
+    from hes.slots import ConcentratorSlots, Gate
     from simulators.clock import FieldClock
     from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
     from simulators.fleet import Fleet, FleetOptions
@@ -474,7 +477,8 @@ async def run_field(
         )
         now = fleet.clock.now
         timeouts = Timeouts(connect=5.0, read=5.0, release=2.0)
-        limits = ConcentratorLimits(default=2)
+        runner = OrderRunner(registry, requested_by="demo", gate=Gate(ConcentratorSlots(SessionBudget(2))),
+                             timeouts=timeouts, clock=now)
         async with fleet:
             manifest = data_dir / "fleet.json"
             fleet.write_manifest(manifest)
@@ -485,8 +489,7 @@ async def run_field(
 
             # On-demand reads: every meter's registers, checked against simulators.energy.
             for serial in serials:
-                result = await read_meter(registry, serial, "registers", requested_by="demo", clock=now,
-                                          timeouts=timeouts, limits=limits)
+                result = await read_meter(registry, serial, "registers", requested_by="demo", runner=runner)
                 meter = fleet.meter(serial)
                 expected = registers_at(seed, serial, now(), meter.windows)
                 values = {v.obis: v.value for v in result.values if v.kind == "register"}
@@ -501,7 +504,7 @@ async def run_field(
             day_start = day_end - timedelta(days=1)
             for serial in (serials[0], serials[-1]):
                 result = await read_meter(registry, serial, "profile", start=day_start, end=day_end,
-                                          requested_by="demo", clock=now, timeouts=timeouts, limits=limits)
+                                          requested_by="demo", runner=runner)
                 got = [(v.time, v.value) for v in result.values if v.kind == "interval" and v.obis == _PROFILE_A_PLUS]
                 first, last = interval_index(day_start), interval_index(day_end) - 1
                 want = [(interval_end(row.interval).astimezone(UTC), row.a_plus)
@@ -512,7 +515,7 @@ async def run_field(
                 report.rows.append(FieldRow(result.order_number, serial, "read profile", result.state, detail, ok))
 
             # Disconnect and reconnect: one DC meter through the gateway, one point-to-point meter.
-            commands = Commands(registry, who="demo", timeouts=timeouts, limits=limits, now=now)
+            commands = Commands(registry, who="demo", now=now, runner=runner)
             for serial in (serials[1], serials[-2]):
                 relay = fleet.meter(serial).relay
                 for verb, wanted in (("disconnect", ControlState.DISCONNECTED), ("reconnect", ControlState.CONNECTED)):

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from protocols.errors import SecurityError
+from hes.errors import HesError
 
 __all__ = ["KeyStoreError", "MasterKey", "load_master_key", "secret_aad"]
 
@@ -27,7 +27,7 @@ _NONCE = 12
 _KEY_BYTES = 32
 
 
-class KeyStoreError(SecurityError):
+class KeyStoreError(HesError):
     """The master key cannot be read or created, or a stored secret does not decrypt with it."""
 
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from concentrator.keys import CounterKeys, concentrated_keys, management_keys, meter_keys
+from concentrator.links import Medium, ReadMode
+
 __all__ = [
     "CounterReservation",
     "DirectRoute",
+    "ManagementRoute",
     "MeterSecurity",
     "MeterTarget",
     "Route",
@@ -66,10 +70,29 @@ class ViaConcentrator:
     logical_device: int
     network_id: int
     physical_address: bytes
-    mode: Literal["gateway", "concentrated"] = "gateway"
+    mode: ReadMode = "gateway"
+    #: The DC's network towards its meters, and its own response deadline for exchanges through it (None: by medium).
+    medium: Medium = "plc"
+    response_deadline: float | None = None
+
+    @property
+    def tunnelled(self) -> bool:
+        """The exchanges cross the DC's PLC/RF network (gateway), not only its WAN (its tables)."""
+        return self.mode == "gateway"
 
 
-Route = DirectRoute | ViaConcentrator
+@dataclass(frozen=True, slots=True)
+class ManagementRoute:
+    """A data concentrator itself: its management logical device (wPort), with its own security."""
+
+    concentrator_id: str
+    host: str
+    port: int
+    wport: int
+    client_sap: int
+
+
+Route = DirectRoute | ViaConcentrator | ManagementRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +104,30 @@ class MeterTarget:
     security: MeterSecurity
     client_sap: int = 1
     client_system_title: bytes = b"HES\x00\x00\x00\x00\x01"  # the head-end's own system title
+
+    @property
+    def concentrator_id(self) -> str | None:
+        """The DC every exchange of the session goes through (its session budget applies), or None."""
+        route = self.route
+        return None if isinstance(route, DirectRoute) else route.concentrator_id
+
+    @property
+    def counter_keys(self) -> CounterKeys:
+        """Whose invocation counters the session sends and checks (``concentrator.keys``)."""
+        route = self.route
+        if isinstance(route, ManagementRoute):
+            return management_keys(route.concentrator_id, route.client_sap)
+        if isinstance(route, ViaConcentrator) and route.mode == "concentrated":
+            return concentrated_keys(route.concentrator_id, route.dc_client_sap, route.logical_device)
+        return meter_keys(self.serial, self.client_sap)
+
+    @property
+    def session_security(self) -> MeterSecurity:
+        """The security of the association: the DC's for its tables, the device's own otherwise."""
+        route = self.route
+        if isinstance(route, ViaConcentrator) and route.mode == "concentrated":
+            return route.dc_security
+        return self.security
 
 
 @dataclass(frozen=True, slots=True)

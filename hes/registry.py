@@ -13,19 +13,32 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from concentrator.links import DEFAULT_DEADLINES, Deadlines, Medium, ReadMode
+from concentrator.reachability import Contact
 from hes.config import Settings
+from hes.db.concentrators import record_contacts
+from hes.db.devices import ConcentratorFacts, MeterFacts, concentrator_facts, meter_facts
 from hes.db.engine import create_engine_for, session_factory, storage_errors
 from hes.db.migrate import upgrade
 from hes.db.models import POLICIES, AssetEvent, Concentrator, Meter, utcnow
 from hes.db.orders import record_asset_event, record_audit
+from hes.errors import HesError
 from hes.keys import MasterKey, load_master_key, secret_aad
-from hes.model import DirectRoute, Interface, MeterSecurity, MeterTarget, Policy, ViaConcentrator
-from protocols.errors import DlmsError
+from hes.model import (
+    DirectRoute,
+    Interface,
+    ManagementRoute,
+    MeterSecurity,
+    MeterTarget,
+    Policy,
+    Route,
+    ViaConcentrator,
+)
 
 __all__ = [
     "ConcentratorInfo",
@@ -38,7 +51,7 @@ __all__ = [
 ]
 
 
-class RegistryError(DlmsError):
+class RegistryError(HesError):
     """A registry request that cannot be done as asked (bad value, unknown device, bad manifest)."""
 
 
@@ -176,11 +189,15 @@ def _from_config(config: _ManifestSecurity) -> MeterSecurity:
 class Registry:
     """Concentrators and meters in the HES database, keys encrypted with ``master_key``."""
 
-    def __init__(self, engine: Engine, master_key: MasterKey, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, master_key: MasterKey, *, clock: Callable[[], datetime] = utcnow,
+                 deadlines: Deadlines = DEFAULT_DEADLINES) -> None:
         self.engine = engine
         self.master_key = master_key
+        #: The response deadlines by link the head-end was configured with (``HES_DEADLINE_*``).
+        self.deadlines = deadlines
         self._sessions = session_factory(engine)
         self._clock = clock
+        self._dc_securities: dict[tuple[str, datetime | None], MeterSecurity] = {}
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Registry:
@@ -189,7 +206,7 @@ class Registry:
         engine = create_engine_for(settings.database_url)
         if migrate:
             upgrade(engine)
-        return cls(engine, key)
+        return cls(engine, key, deadlines=settings.deadlines)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -205,16 +222,6 @@ class Registry:
         row.password_enc = key.encrypt_optional(security.password, secret_aad(kind, ident, "password"))
         row.ek_enc = key.encrypt_optional(security.ek, secret_aad(kind, ident, "ek"))
         row.ak_enc = key.encrypt_optional(security.ak, secret_aad(kind, ident, "ak"))
-
-    def _open(self, row: Meter | Concentrator, kind: str, ident: str) -> MeterSecurity:
-        key = self.master_key
-        return MeterSecurity(
-            policy=cast(Policy, row.security_policy),
-            password=key.decrypt_optional(row.password_enc, secret_aad(kind, ident, "password")),
-            system_title=row.system_title,
-            ek=key.decrypt_optional(row.ek_enc, secret_aad(kind, ident, "ek")),
-            ak=key.decrypt_optional(row.ak_enc, secret_aad(kind, ident, "ak")),
-        )
 
     # --- import ----------------------------------------------------------------------------------------
 
@@ -454,41 +461,94 @@ class Registry:
             count = session.scalar(select(func.count()).where(Meter.concentrator_id == ident)) or 0
             return self._concentrator_info(row, count)
 
-    def set_concentrator_contact(self, ident: str, reachable: bool, when: datetime | None = None) -> None:
-        """Record the outcome of a connection to a DC (``last_contact`` moves only when it answered)."""
-        with self._session() as session:
-            row = session.get(Concentrator, ident)
-            if row is None:
+    def set_concentrator_contact(self, ident: str, contact: Contact, when: datetime | None = None) -> None:
+        """Record the outcome of a contact with a DC (``hes.db.concentrators.record_contacts``)."""
+        with storage_errors(self.engine), self.engine.begin() as connection:
+            if concentrator_facts(connection, ident) is None:
                 raise UnknownConcentrator(ident)
-            moment = when or self._clock()
-            row.reachable = reachable
-            row.last_attempt = moment
-            if reachable:
-                row.last_contact = moment
+            record_contacts(connection, [(ident, contact, when or self._clock())])
 
     # --- sessions --------------------------------------------------------------------------------------
 
-    def target_for(self, serial: str, *, mode: Literal["gateway", "concentrated"] = "gateway") -> MeterTarget:
+    def _dc_security(self, dc: ConcentratorFacts) -> MeterSecurity:
+        """The DC's own security, decrypted once per version of its row (a pass reads hundreds of meters through
+        one DC; a change of the DC's keys moves ``updated_at``, and with it the cache key)."""
+        key = (dc.id, dc.updated_at)
+        known = self._dc_securities.get(key)
+        if known is None:
+            if len(self._dc_securities) > 100_000:
+                self._dc_securities.clear()
+            known = self._dc_securities[key] = self._open_secrets(
+                "concentrator", dc.id, dc.security_policy, dc.system_title, dc.password_enc, dc.ek_enc, dc.ak_enc)
+        return known
+
+    def forget_concentrator_security(self, ident: str) -> None:
+        """Drop a DC's cached security (its keys changed without its row saying so: read them again)."""
+        for key in [k for k in self._dc_securities if k[0] == ident]:
+            self._dc_securities.pop(key, None)
+
+    def _open_secrets(self, kind: str, ident: str, policy: str, title: bytes | None, password: bytes | None,
+                      ek: bytes | None, ak: bytes | None) -> MeterSecurity:
+        key = self.master_key
+        return MeterSecurity(
+            policy=cast(Policy, policy),
+            password=key.decrypt_optional(password, secret_aad(kind, ident, "password")),
+            system_title=title,
+            ek=key.decrypt_optional(ek, secret_aad(kind, ident, "ek")),
+            ak=key.decrypt_optional(ak, secret_aad(kind, ident, "ak")),
+        )
+
+    def target(self, facts: MeterFacts, *, mode: ReadMode = "gateway") -> MeterTarget:
+        """How to reach and authenticate the meter of ``facts`` (``hes.db.devices``), keys decrypted.
+
+        A concentrated read associates with the DC's logical device with the DC's security: the
+        meter's own keys are not used then, nor decrypted.
+        """
+        serial = facts.serial
+        dc = facts.concentrator
+        if facts.concentrator_id is not None:
+            if dc is None or facts.logical_device is None or facts.dc_physical_address is None:
+                raise RegistryError(f"meter {serial!r} has an incomplete concentrator link")
+            security = MeterSecurity() if mode == "concentrated" else self._open_secrets(
+                "meter", serial, facts.security_policy, facts.system_title, facts.password_enc, facts.ek_enc,
+                facts.ak_enc)
+            route: Route = ViaConcentrator(
+                concentrator_id=dc.id, host=dc.host, port=dc.port, dc_security=self._dc_security(dc),
+                dc_client_sap=dc.client_sap, management_wport=dc.wport, logical_device=facts.logical_device,
+                network_id=dc.network_id, physical_address=facts.dc_physical_address, mode=mode,
+                medium=cast(Medium, dc.medium), response_deadline=dc.response_deadline)
+            return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap)
+        if (facts.host is None or facts.port is None) and facts.serial_device is None:
+            raise RegistryError(f"meter {serial!r} has neither a concentrator nor an address")
+        security = self._open_secrets("meter", serial, facts.security_policy, facts.system_title, facts.password_enc,
+                                      facts.ek_enc, facts.ak_enc)
+        route = DirectRoute(
+            host=facts.host or "", port=facts.port or 0, interface=cast(Interface, facts.interface or "wrapper"),
+            client_sap=facts.client_sap, server_sap=facts.server_sap or 1,
+            physical_address=facts.hdlc_physical_address, serial_device=facts.serial_device)
+        return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap)
+
+    def management_target(self, dc: ConcentratorFacts) -> MeterTarget:
+        """How to reach a DC itself: its management logical device, with its own security."""
+        route = ManagementRoute(dc.id, dc.host, dc.port, dc.wport, dc.client_sap)
+        return MeterTarget(serial=dc.id, route=route, security=self._dc_security(dc), client_sap=dc.client_sap)
+
+    def facts(self, serial: str) -> MeterFacts:
+        """The meter and its DC as stored (``UnknownMeter`` if not registered)."""
+        with storage_errors(self.engine), self.engine.connect() as connection:
+            found = meter_facts(connection, serial)
+        if found is None:
+            raise UnknownMeter(serial)
+        return found
+
+    def concentrator(self, ident: str) -> ConcentratorFacts:
+        """A DC as stored (``UnknownConcentrator`` if not registered)."""
+        with storage_errors(self.engine), self.engine.connect() as connection:
+            found = concentrator_facts(connection, ident)
+        if found is None:
+            raise UnknownConcentrator(ident)
+        return found
+
+    def target_for(self, serial: str, *, mode: ReadMode = "gateway") -> MeterTarget:
         """How to reach and authenticate a meter, keys decrypted (whatever its state: callers check it)."""
-        with self._session() as session:
-            meter = self._meter(session, serial)
-            security = self._open(meter, "meter", serial)
-            if meter.concentrator_id is not None:
-                dc = session.get(Concentrator, meter.concentrator_id)
-                if dc is None or meter.logical_device is None or meter.dc_physical_address is None:
-                    raise RegistryError(f"meter {serial!r} has an incomplete concentrator link")
-                route: DirectRoute | ViaConcentrator = ViaConcentrator(
-                    concentrator_id=dc.id, host=dc.host, port=dc.port,
-                    dc_security=self._open(dc, "concentrator", dc.id), dc_client_sap=dc.client_sap,
-                    management_wport=dc.wport, logical_device=meter.logical_device, network_id=dc.network_id,
-                    physical_address=meter.dc_physical_address, mode=mode,
-                )
-            else:
-                if meter.host is None or meter.port is None:
-                    raise RegistryError(f"meter {serial!r} has neither a concentrator nor an address")
-                route = DirectRoute(
-                    host=meter.host, port=meter.port, interface=cast(Interface, meter.interface or "wrapper"),
-                    client_sap=meter.client_sap, server_sap=meter.server_sap or 1,
-                    physical_address=meter.hdlc_physical_address, serial_device=meter.serial_device,
-                )
-            return MeterTarget(serial=serial, route=route, security=security, client_sap=meter.client_sap)
+        return self.target(self.facts(serial), mode=mode)

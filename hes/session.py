@@ -1,8 +1,8 @@
 """Meter sessions: reach a meter by its route, associate per its security policy, GET/SET/ACTION, release.
 
-``open_session(target, counters, ...)`` is an async context manager giving a ``MeterSession``::
+A ``MeterSession`` is its own async context manager (``open_session`` makes one)::
 
-    async with open_session(target, reservation, limits=limits, timeouts=Timeouts(read=20)) as s:
+    async with open_session(target, reservation, gate=gate, timeouts=Timeouts(read=20)) as s:
         clock = await s.get(8, CLOCK, 2)
     registry.save_counters(target, s.counters_used, s.last_received)
 
@@ -10,9 +10,11 @@ Routes (``hes.model``): a point-to-point meter over the TCP wrapper, HDLC over T
 serial line; a meter behind a data concentrator (DC), either end to end through the DC's gateway
 (one TCP connection to the DC, the meter's association with the meter's security wrapped in
 gateway APDUs) or "concentrated" (an association with the DC's logical device for that meter,
-with the DC's security, answered from the DC's tables). Sessions through one DC share its budget:
-``ConcentratorLimits`` holds one semaphore per DC id. With a ``LinkPool`` (``hes.transport.pool``),
-sessions through a DC reuse the TCP connection a previous session released cleanly.
+with the DC's security, answered from the DC's tables); a DC itself (its management logical
+device). A session first passes its ``hes.slots.Gate``: the device's lock, and the DC's one session
+budget. With a ``LinkPool`` (``hes.transport.pool``), sessions to a DC reuse the TCP connection a
+previous session released cleanly. Where a session stands is one ``SessionState``; whether its
+link may be reused is decided from it, in one place, when it closes.
 
 Invocation counters come from a ``CounterReservation`` (already persisted by the registry): the
 session never uses a counter at or beyond ``limit`` (``ReservationExhausted``: ask for a new
@@ -25,14 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import NamedTuple
 
-from hes.model import CounterReservation, DirectRoute, MeterSecurity, MeterTarget, ViaConcentrator
+from hes.errors import FAILURES, HesError
+from hes.model import CounterReservation, DirectRoute, ManagementRoute, MeterSecurity, MeterTarget, ViaConcentrator
+from hes.slots import Gate
 from hes.transport import ApduLink, HdlcOptions, TcpStream, WrapperLink, open_hdlc, open_serial, open_tcp
 from hes.transport.hdlc import DEFAULT_PARAMETERS
 from hes.transport.pool import LinkPool
@@ -66,6 +70,7 @@ from protocols.errors import (
     ReadTimeout,
     SecurityError,
     ServiceError,
+    StateError,
     TransportError,
 )
 from protocols.hdlc import HdlcParameters
@@ -87,10 +92,10 @@ __all__ = [
     "AssociationRefused",
     "AttributeRef",
     "AuthenticationRefused",
-    "ConcentratorLimits",
     "LinkFactory",
     "MeterSession",
     "ReservationExhausted",
+    "SessionState",
     "TargetError",
     "Timeouts",
     "open_session",
@@ -106,6 +111,7 @@ Rng = Callable[[int], bytes]
 LinkFactory = Callable[[MeterTarget], Awaitable[ApduLink]]
 
 _CHALLENGE_SIZE = 16
+_RELEASE_ERRORS: tuple[type[BaseException], ...] = (*FAILURES, TimeoutError)
 _AWAITING = frozenset((ClientState.AWAITING_AARE, ClientState.AWAITING_HLS_REPLY, ClientState.AWAITING_RESPONSE,
                        ClientState.AWAITING_RLRE))
 _DECIPHERING_ERROR = int(ApplicationReferenceError.DECIPHERING_ERROR)
@@ -120,11 +126,11 @@ _AUTHENTICATION_DIAGNOSTICS = frozenset((
 # --- errors ------------------------------------------------------------------------------------------
 
 
-class TargetError(DlmsError):
+class TargetError(HesError):
     """The target cannot be used as given (missing keys or serial device, counters out of range): fix the data."""
 
 
-class ReservationExhausted(DlmsError):
+class ReservationExhausted(HesError):
     """Every invocation counter of the reservation is used: the caller must reserve new ones, then retry."""
 
     retryable = True
@@ -176,56 +182,6 @@ class Timeouts:
                 raise ValueError(f"timeout {name}={getattr(self, name)} must be positive")
         if self.retries < 0:
             raise ValueError(f"retries {self.retries} cannot be negative")
-
-
-class ConcentratorLimits:
-    """How many sessions may run at once through each data concentrator (one semaphore per DC id).
-
-    One object per event loop, shared by every session of the process (a semaphore is bound to the
-    loop that first waits on it). ``default`` applies to a DC not named in ``per_concentrator``.
-    ``active(dc)`` and ``peak[dc]`` show the use, for operators and tests.
-    """
-
-    def __init__(self, default: int = 4, per_concentrator: Mapping[str, int] | None = None) -> None:
-        budgets = dict(per_concentrator or {})
-        for name, value in [("default", default), *budgets.items()]:
-            if value < 1:
-                raise ValueError(f"session budget {value} for {name} must be at least 1")
-        self.default = default
-        self._budgets = budgets
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
-        self._active: dict[str, int] = {}
-        #: The most sessions seen at once, per DC.
-        self.peak: dict[str, int] = {}
-
-    def budget(self, concentrator_id: str) -> int:
-        return self._budgets.get(concentrator_id, self.default)
-
-    def active(self, concentrator_id: str) -> int:
-        return self._active.get(concentrator_id, 0)
-
-    @contextlib.asynccontextmanager
-    async def slot(self, concentrator_id: str) -> AsyncIterator[None]:
-        """Hold one of the DC's session slots (waits while all are taken)."""
-        await self.acquire(concentrator_id)
-        try:
-            yield
-        finally:
-            self.release(concentrator_id)
-
-    async def acquire(self, concentrator_id: str) -> None:
-        """Take one of the DC's session slots (waits while all are taken); ``release`` gives it back."""
-        semaphore = self._semaphores.get(concentrator_id)
-        if semaphore is None:
-            semaphore = self._semaphores[concentrator_id] = asyncio.Semaphore(self.budget(concentrator_id))
-        await semaphore.acquire()
-        count = self._active[concentrator_id] = self.active(concentrator_id) + 1
-        if count > self.peak.get(concentrator_id, 0):
-            self.peak[concentrator_id] = count
-
-    def release(self, concentrator_id: str) -> None:
-        self._active[concentrator_id] -= 1
-        self._semaphores[concentrator_id].release()
 
 
 class AttributeRef(NamedTuple):
@@ -289,54 +245,110 @@ class _Request(NamedTuple):
 # --- the session ----------------------------------------------------------------------------------------
 
 
-class MeterSession:
-    """One association with one meter (or with a DC's logical device for it), over one link.
+class SessionState(Enum):
+    """Where a session stands: one state, moved only by ``MeterSession._move`` (httpcore's connection states)."""
 
-    Made by ``open_session``; one request at a time (calls are serialised by a lock).
+    NEW = "new"  # not open: ``async with`` opens it
+    OPENING = "opening"  # waiting for its gate, connecting, associating
+    READY = "ready"  # associated and nothing went wrong: requests go out; after a clean release the link is reused
+    TAINTED = "tainted"  # associated, but an error, a timeout or a cancellation happened: requests still go out
+    # while the association stands; the link may carry a late answer, so it is closed, never reused
+    BROKEN = "broken"  # the link failed or the association is lost: nothing more is sent
+    CLOSED = "closed"  # released and closed; ``async with`` opens it again (a new association)
+
+    @property
+    def usable(self) -> bool:
+        """Requests may be sent."""
+        return self is SessionState.READY or self is SessionState.TAINTED
+
+
+_S = SessionState
+#: The moves a session makes; any other is a bug (``StateError``).
+_MOVES: dict[SessionState, frozenset[SessionState]] = {
+    _S.NEW: frozenset({_S.OPENING}),
+    _S.OPENING: frozenset({_S.READY, _S.TAINTED, _S.BROKEN, _S.CLOSED}),
+    _S.READY: frozenset({_S.TAINTED, _S.BROKEN, _S.CLOSED}),
+    _S.TAINTED: frozenset({_S.BROKEN, _S.CLOSED}),
+    _S.BROKEN: frozenset({_S.CLOSED, _S.OPENING}),  # OPENING: a stale pooled connection, associate on a new one
+    _S.CLOSED: frozenset({_S.OPENING}),
+}
+
+
+@dataclass(slots=True)
+class _Pooled:
+    """The pool's stream under the session's link, and whether it was an idle one (reused) or new."""
+
+    stream: TcpStream
+    link: WrapperLink
+    reused: bool
+
+
+class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
+    """One association with one device over one link: ``async with MeterSession(target, counters, ...) as s:``.
+
+    Entering waits for the session's gate (its device's lock, its DC's slot), connects by the
+    target's route and associates; leaving releases the association and closes the link, or hands
+    the link's connection back to the pool (``pool``) when the session ends READY and the release
+    was clean. The session is reusable (a later ``async with`` associates again, its invocation
+    counters above every one used so far, from the same reservation) and not re-entrant (entering
+    an open session is a ``StateError``). One request at a time (calls are serialised by a lock).
+    See ``open_session`` for the arguments.
     """
 
-    def __init__(self, target: MeterTarget, counters: CounterReservation, *, timeouts: Timeouts, rng: Rng,
-                 hdlc_parameters: HdlcParameters, max_receive_pdu_size: int,
-                 connect: LinkFactory | None = None, pool: LinkPool | None = None) -> None:
+    def __init__(self, target: MeterTarget, counters: CounterReservation, *, timeouts: Timeouts | None = None,
+                 rng: Rng = os.urandom, hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
+                 max_receive_pdu_size: int = 0xFFFF, connect: LinkFactory | None = None,
+                 pool: LinkPool | None = None, gate: Gate | None = None) -> None:
         self.target = target
         self._link_factory = connect
         # Only a DC's wrapper port is pooled: a direct meter serves one association per connection.
-        self._pool = pool if connect is None and isinstance(target.route, ViaConcentrator) else None
-        # The pooled stream under the link and whether it was reused (None: the link is not the pool's).
-        self._pooled: tuple[TcpStream, WrapperLink] | None = None
-        self._reused = False
+        self._pool = pool if connect is None and isinstance(target.route, ViaConcentrator | ManagementRoute) else None
+        self._pooled: _Pooled | None = None
+        self._gate = gate
+        self._gate_context: contextlib.AbstractAsyncContextManager[None] | None = None
         self.reservation = counters
-        self.timeouts = timeouts
+        self.timeouts = timeouts or Timeouts()
         self._hdlc_parameters = hdlc_parameters
         #: The highest invocation counter consumed (None: none was needed), to persist.
         self.counters_used: int | None = None
         #: Pushes (data / event notifications) that arrived during the session.
         self.notifications: list[NotificationReceived] = []
         self.associated: Associated | None = None
+        self.state = SessionState.NEW
+        # Raised by the counter callback, before the APDU carrying the counter is built; raised again after it.
         self._exhausted: ReservationExhausted | None = None
         self._link: ApduLink | None = None
-        self._broken = False
-        # False once anything went wrong (an error, a timeout, a cancellation, the caller's own error):
-        # the link may then carry a late answer, and its stream is not given back to the pool.
-        self._clean = True
-        self._closed = False
         self._lock = asyncio.Lock()
         route = target.route
         if isinstance(route, ViaConcentrator) and route.mode == "concentrated":
-            security = route.dc_security
             self.what = f"meter {target.serial} (DC {route.concentrator_id} tables)"
+        elif isinstance(route, ManagementRoute):
+            self.what = f"concentrator {route.concentrator_id}"
         else:
-            security = target.security
             self.what = f"meter {target.serial}" + (
                 f" (via DC {route.concentrator_id})" if isinstance(route, ViaConcentrator) else "")
-        self._security = security
-        self._policy = _policy(security, target.client_system_title, self.what)
+        self._security = target.session_security
+        self._policy = _policy(self._security, target.client_system_title, self.what)
         self._gateway = None
         if isinstance(route, ViaConcentrator) and route.mode == "gateway":
             self._gateway = GatewayAddress(route.network_id, route.physical_address)
         self._rng = rng
         self._max_receive_pdu_size = max_receive_pdu_size
         self._association = self._new_association(counters.start, counters.last_received)
+
+    def _move(self, state: SessionState) -> None:
+        if state is not self.state and state not in _MOVES[self.state]:
+            raise StateError(f"{self.what}: a session cannot go from {self.state.value} to {state.value}")
+        self.state = state
+
+    def _taint(self) -> None:
+        """Something went wrong while the association stands: no reuse of the link afterwards."""
+        if self.state is SessionState.READY:
+            self._move(SessionState.TAINTED)
+
+    def _break(self) -> None:
+        if self.state.usable or self.state is SessionState.OPENING:
+            self._move(SessionState.BROKEN)
 
     def _new_association(self, invocation_counter: int, server_invocation_counter: int | None) -> ClientAssociation:
         """An association not yet started, sending from ``invocation_counter`` (with a fresh HLS challenge)."""
@@ -378,8 +390,43 @@ class MeterSession:
 
     # --- opening and closing --------------------------------------------------------------------------
 
+    async def __aenter__(self) -> MeterSession:
+        if self.state is not SessionState.NEW and self.state is not SessionState.CLOSED:
+            raise StateError(f"{self.what}: the session is already open (a session is not re-entrant)")
+        if self.state is SessionState.CLOSED:
+            # Used again: a new association, above every counter used so far.
+            self._association = self._new_association(self._association.next_invocation_counter,
+                                                      self._association.server_invocation_counter)
+            self.associated = None
+            self._exhausted = None
+        self._move(SessionState.OPENING)
+        try:
+            if self._gate is not None:
+                keys = self.target.counter_keys
+                self._gate_context = self._gate.enter(keys.lock, self.target.concentrator_id)
+                await self._gate_context.__aenter__()
+            await self._open()
+        except BaseException:
+            await self._leave(failed=True)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._leave(failed=exc_info[0] is not None)
+
+    async def _leave(self, *, failed: bool) -> None:
+        if failed:
+            # The caller's own error may have left a request unanswered: do not reuse the link.
+            self._taint()
+        try:
+            await self.close()
+        finally:
+            gate, self._gate_context = self._gate_context, None
+            if gate is not None:
+                await gate.__aexit__(None, None, None)
+
     async def _connect(self, *, fresh: bool = False) -> ApduLink:
-        """The route's link; through a DC with a pool, over an idle stream of the pool unless ``fresh``."""
+        """The route's link; to a DC with a pool, over an idle stream of the pool unless ``fresh``."""
         route, t = self.target.route, self.timeouts
         if isinstance(route, DirectRoute):
             options = HdlcOptions(client_sap=route.client_sap, server_logical=route.server_sap,
@@ -395,37 +442,35 @@ class MeterSession:
                 return await open_hdlc(stream, options, timeout=t.read)
             return WrapperLink(stream, client_wport=route.client_sap, server_wport=route.server_sap)
         pool = self._pool
+        reused = False
         if pool is None:
             stream = await open_tcp(route.host, route.port, timeout=t.connect)
         else:
-            stream, self._reused = await pool.open(route.host, route.port, timeout=t.connect, fresh=fresh)
-        if route.mode == "gateway":
+            stream, reused = await pool.open(route.host, route.port, timeout=t.connect, fresh=fresh)
+        if isinstance(route, ManagementRoute):
+            link = WrapperLink(stream, client_wport=route.client_sap, server_wport=route.wport)
+        elif route.mode == "gateway":
             # The meter's own client SAP, carried end to end; the DC forwards from its management wPort.
             link = WrapperLink(stream, client_wport=self.target.client_sap, server_wport=route.management_wport)
         else:
             link = WrapperLink(stream, client_wport=route.dc_client_sap, server_wport=route.logical_device)
         if pool is not None:
-            self._pooled = (stream, link)
+            self._pooled = _Pooled(stream, link, reused)
         return link
 
     async def _open(self) -> None:
         self._link = await (self._link_factory(self.target) if self._link_factory else self._connect())
         try:
-            try:
-                await self._associate()
-            except ConnectionLost as exc:
-                stale = self._stale()
-                if stale is None:
-                    raise
-                # The DC closed the connection while it waited in the pool (its idle timer, a restart): that
-                # says nothing about the DC now, and must not look like "DC unreachable". A new connection does.
-                logger.info("%s: the DC had closed the reused connection (%s); associating on a new one",
-                            self.what, exc)
-                await self._reconnect(stale)
-                await self._associate()
-        except BaseException:
-            await self._close_link()
-            raise
+            await self._associate()
+        except ConnectionLost as exc:
+            pooled = self._pooled
+            if self._pool is None or pooled is None or not pooled.reused or pooled.link.received:
+                raise
+            # The DC closed the connection while it waited in the pool (its idle timer, a restart): that
+            # says nothing about the DC now, and must not look like "DC unreachable". A new connection does.
+            logger.info("%s: the DC had closed the reused connection (%s); associating on a new one", self.what, exc)
+            await self._reconnect(self._pool, pooled.stream)
+            await self._associate()
 
     async def _associate(self) -> None:
         self._association.associate()
@@ -433,38 +478,33 @@ class MeterSession:
         if not isinstance(event, Associated):
             raise self._error(event, "association")
         self.associated = event
+        self._move(SessionState.READY)
 
-    def _stale(self) -> tuple[LinkPool, TcpStream] | None:
-        """The pool and the stream when the failed association ran on a reused stream that never answered."""
-        pool, pooled = self._pool, self._pooled
-        if pool is None or pooled is None or not self._reused or pooled[1].received:
-            return None
-        return pool, pooled[0]
-
-    async def _reconnect(self, stale: tuple[LinkPool, TcpStream]) -> None:
+    async def _reconnect(self, pool: LinkPool, stream: TcpStream) -> None:
         """Drop the stale stream; start again on a new connection with a new association.
 
         The DC may have received the failed AARQ, and with it the invocation counter it consumed: the
         new association sends above every counter used so far (never one twice), from the same
         reservation (its limit still applies), with a new HLS challenge.
         """
-        pool, stream = stale
         self._link = self._pooled = None
         pool.stale(stream)
         old = self._association
         self._association = self._new_association(old.next_invocation_counter, old.server_invocation_counter)
-        self._broken = False
-        self._clean = True
+        self._move(SessionState.OPENING)  # the failed attempt broke nothing of the new one
         self._link = await self._connect(fresh=True)
 
     async def close(self) -> None:
-        """Release the association and close the link: best effort, bounded by ``timeouts.release`` each."""
-        if self._closed:
+        """Release the association and close the link: best effort, bounded by ``timeouts.release`` each.
+
+        The link's connection goes back to the pool only when the session was READY to the end and
+        the release was answered: the one place that decides reuse.
+        """
+        if self.state is SessionState.NEW or self.state is SessionState.CLOSED:
             return
-        self._closed = True
         released = False
         try:
-            if self.associated is not None and not self._broken:
+            if self.state.usable:
                 association = self._association
                 if association.state is ClientState.AWAITING_RESPONSE:
                     association.cancel_request()
@@ -476,31 +516,28 @@ class MeterSession:
                         released = isinstance(event, Released)
                         if not released:
                             logger.info("%s: release answered with %s", self.what, type(event).__name__)
-                    except (DlmsError, TimeoutError) as exc:
+                    except _RELEASE_ERRORS as exc:
                         # The association ends with the link anyway; the meter times it out.
                         logger.info("%s: release failed (%s); closing the link", self.what, exc)
         finally:
-            if not (released and self._give_back()):
+            reusable = released and self.state is SessionState.READY
+            self._move(SessionState.CLOSED)
+            if not (reusable and self._give_back()):
                 await self._close_link()
 
     def _give_back(self) -> bool:
-        """Hand the link's stream to the pool (after a clean release); False: close the link as usual.
-
-        Only a session without any error keeps its stream: after a timeout, a cancellation or an error
-        the link may still carry an answer nobody waits for, which the next association would read.
-        """
+        """Hand the link's stream to the pool; False: it is not the pool's, or the link kept it."""
         pool, pooled = self._pool, self._pooled
-        if pool is None or pooled is None or not self._clean or self._broken or pooled[1] is not self._link:
+        if pool is None or pooled is None or pooled.link is not self._link:
             return False
-        stream, link = pooled
-        if link.detach() is not stream:
+        if pooled.link.detach() is not pooled.stream:
             return False
         self._link = self._pooled = None
-        pool.give_back(stream)
+        pool.give_back(pooled.stream)
         return True
 
     async def _close_link(self) -> None:
-        link, self._link = self._link, None
+        link, self._link, self._pooled = self._link, None, None
         if link is None:
             return
         try:
@@ -514,7 +551,7 @@ class MeterSession:
     async def _exchange(self, what: str | _Request) -> Event:
         """Send what the association queued; read until the exchange it started is over; return its event."""
         link = self._link
-        if link is None or self._broken:
+        if link is None or self.state is SessionState.BROKEN:
             raise ConnectionLost(f"{self.what}: the session's link is closed")
         association = self._association
         try:
@@ -541,26 +578,25 @@ class MeterSession:
                     # An error that did not end the exchange (e.g. a late answer to an abandoned request).
                     logger.info("%s: %s: %s while waiting; still waiting", self.what, what, type(result).__name__)
         except ReadTimeout:
-            self._clean = False
+            self._taint()
             if association.state is ClientState.AWAITING_RESPONSE:
                 # Keep the association usable: a late answer will be refused by its invoke id.
                 association.cancel_request()
             elif association.state in _AWAITING:
-                self._broken = True
+                self._break()
             raise
         except TransportError:
-            self._clean = False
-            self._broken = True
+            self._break()
             association.reset()
             raise
         except BaseException:
             # Cancelled, or a local error: what was sent may still be answered on this link.
-            self._clean = False
+            self._taint()
             raise
 
     def _error(self, event: Event, what: str | _Request) -> DlmsError:
         """The typed error for an event that is not the awaited result."""
-        self._clean = False
+        self._taint()
         prefix = f"{self.what}: {what}"
         if isinstance(event, ExceptionReceived):
             error = event.exception.to_error()
@@ -598,10 +634,10 @@ class MeterSession:
                                   event.result, event.diagnostic, event.result_source)
 
     def _check_open(self) -> None:
-        if self._closed or self._link is None:
-            raise ConnectionLost(f"{self.what}: the session is closed")
-        if self._broken:
+        if self.state is SessionState.BROKEN:
             raise ConnectionLost(f"{self.what}: the link broke earlier in this session")
+        if not self.state.usable or self._link is None:
+            raise ConnectionLost(f"{self.what}: the session is not open")
 
     # --- services -----------------------------------------------------------------------------------------
 
@@ -697,71 +733,32 @@ def open_session(
     target: MeterTarget,
     counters: CounterReservation,
     *,
-    limits: ConcentratorLimits | None = None,
     timeouts: Timeouts | None = None,
     rng: Rng = os.urandom,
     hdlc_parameters: HdlcParameters = DEFAULT_PARAMETERS,
     max_receive_pdu_size: int = 0xFFFF,
     connect: LinkFactory | None = None,
     pool: LinkPool | None = None,
-) -> contextlib.AbstractAsyncContextManager[MeterSession]:
-    """Connect by the target's route and associate; release and close on exit (also on error).
+    gate: Gate | None = None,
+) -> MeterSession:
+    """A session to ``target``: ``async with open_session(...) as s`` connects and associates, and on exit
+    releases and closes (also on error). The session is made here (a ``TargetError`` for unusable
+    target data is raised before any wait).
 
-    Through a DC, the session first takes one of the DC's slots in ``limits`` (None: no limit).
+    ``gate`` (``hes.slots.Gate``): first hold the device's lock and, through a DC, one of the DC's
+    session slots (None: no waiting; only for a caller that alone talks to the device).
     Errors: ``ConnectTimeout``/``ConnectionLost``/``ReadTimeout`` (transport), ``SecurityError``
     (wrong keys, replay; ``AuthenticationRefused``), ``AssociationRefused`` (e.g. decommissioned),
     ``ServiceError`` (exception responses, refused attributes), ``ReservationExhausted``,
     ``TargetError`` (unusable target data). ``connect`` replaces the route's own link (an already
     open line, e.g. after an optical sign-on, or an in-process meter for the benchmark).
 
-    ``pool`` (through a DC only, without ``connect``): take an idle connection to the DC from it,
-    and give the connection back after a clean release (RLRE) of a session that met no error,
-    timeout or cancellation; otherwise the connection is closed as without a pool. When the DC
-    turns out to have closed a reused connection (``ConnectionLost`` before any byte came back),
-    the session associates once more on a new connection, its invocation counters above the
-    failed AARQ's: a DC closing idle connections is not "DC unreachable".
+    ``pool`` (to a DC only, without ``connect``): take an idle connection to the DC from it, and give
+    the connection back after a clean release (RLRE) of a session that met no error, timeout or
+    cancellation; otherwise the connection is closed as without a pool. When the DC turns out to
+    have closed a reused connection (``ConnectionLost`` before any byte came back), the session
+    associates once more on a new connection, its invocation counters above the failed AARQ's: a
+    DC closing idle connections is not "DC unreachable".
     """
-    route = target.route
-    slot = route.concentrator_id if limits is not None and isinstance(route, ViaConcentrator) else None
-    # The session is made on entry (a ``TargetError`` is raised by ``async with``, before any wait).
-    return _OpenSession(functools.partial(
-        MeterSession, target, counters, timeouts=timeouts or Timeouts(), rng=rng, hdlc_parameters=hdlc_parameters,
-        max_receive_pdu_size=max_receive_pdu_size, connect=connect, pool=pool), limits, slot)
-
-
-class _OpenSession(contextlib.AbstractAsyncContextManager[MeterSession]):
-    """``open_session``'s context: the DC slot (if any), then the session, released in reverse order."""
-
-    def __init__(self, make: Callable[[], MeterSession], limits: ConcentratorLimits | None,
-                 slot: str | None) -> None:
-        self._make = make
-        self._session: MeterSession | None = None
-        self._limits = limits
-        self._slot = slot
-
-    async def __aenter__(self) -> MeterSession:
-        session = self._session = self._make()
-        limits, slot = self._limits, self._slot
-        if limits is not None and slot is not None:
-            await limits.acquire(slot)
-        try:
-            await session._open()
-        except BaseException:
-            self._release_slot()
-            raise
-        return session
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        try:
-            if self._session is not None:
-                if exc_info[0] is not None:
-                    # The caller's own error may have left a request unanswered: do not reuse the link.
-                    self._session._clean = False
-                await self._session.close()
-        finally:
-            self._release_slot()
-
-    def _release_slot(self) -> None:
-        limits, slot, self._slot = self._limits, self._slot, None
-        if limits is not None and slot is not None:
-            limits.release(slot)
+    return MeterSession(target, counters, timeouts=timeouts, rng=rng, hdlc_parameters=hdlc_parameters,
+                        max_receive_pdu_size=max_receive_pdu_size, connect=connect, pool=pool, gate=gate)

@@ -16,12 +16,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from hes.commands import DISCONNECT_CONTROL
-from hes.db.counters import record_received, reserve_counters
 from hes.db.engine import session_factory, storage_errors
-from hes.db.models import Meter, utcnow
-from hes.model import CounterReservation, ViaConcentrator
+from hes.db.models import utcnow
+from hes.errors import HesError
+from hes.model import ViaConcentrator
 from hes.reads import CLOCK, DAILY_VALUES, EVENT_LOGS, LOAD_PROFILE, REGISTERS
-from hes.session import open_session
+from hes.runner import Finish, Job, Observations
+from hes.session import MeterSession
 from protocols.axdr import DataTag
 from protocols.cosem.association import ObjectListElement
 from protocols.errors import DlmsError, ProtocolError
@@ -45,7 +46,7 @@ __all__ = [
 ASSOCIATION_LN = ObisCode(0, 0, 40, 0, 0, 255)
 
 
-class CapabilityError(DlmsError):
+class CapabilityError(HesError):
     """A declared object list that cannot be right (a malformed ``class_id/OBIS``)."""
 
 
@@ -130,46 +131,46 @@ def declare_model(engine: Engine, make: str, model: str, objects: Iterable[str])
     return normalised
 
 
-def record_meter_objects(engine: Engine, meter_id: int, objects: Iterable[str], source: str) -> list[str]:
-    """Cache the object list read from one meter (replaces the earlier one)."""
+def _record(session: Session, meter_id: int, objects: Iterable[str], source: str) -> list[str]:
     normalised = _normalise(objects)
-    with storage_errors(engine), session_factory(engine)() as session, session.begin():
-        row = session.get(MeterObjects, meter_id)
-        if row is None:
-            session.add(MeterObjects(meter_id=meter_id, objects=normalised, source=source, read_at=utcnow()))
-        else:
-            row.objects, row.source, row.read_at = normalised, source, utcnow()
+    row = session.get(MeterObjects, meter_id)
+    if row is None:
+        session.add(MeterObjects(meter_id=meter_id, objects=normalised, source=source, read_at=utcnow()))
+    else:
+        row.objects, row.source, row.read_at = normalised, source, utcnow()
     return normalised
 
 
+def record_meter_objects(engine: Engine, meter_id: int, objects: Iterable[str], source: str) -> list[str]:
+    """Cache the object list read from one meter (replaces the earlier one)."""
+    with storage_errors(engine), session_factory(engine)() as session, session.begin():
+        return _record(session, meter_id, objects, source)
+
+
 async def discover(context: ExecutionContext, serial: str) -> list[str]:
-    """Read the meter's object list from its association (end to end, through its DC's gateway) and cache it."""
-    registry = context.registry
-    target = registry.target_for(serial, mode="gateway")
-    device: str | None = None
-    if target.security.policy == "hls-gmac":
-        # A large object list comes in blocks: a generous reservation, persisted before its first use.
-        device = serial
-        reservation = reserve_counters(registry.engine, serial, target.client_sap, 64)
-    else:
-        reservation = CounterReservation(start=1, limit=2**32)
-    received: int | None = None
-    async with open_session(target, reservation, limits=context.limits, timeouts=context.timeouts,
-                            connect=context.connect) as session:
-        try:
-            data = await session.get(15, ASSOCIATION_LN, 2)
-        finally:
-            received = session.last_received
-    if received is not None and device is not None:
-        record_received(registry.engine, device, target.client_sap, received)
-    if data.tag != DataTag.ARRAY or not isinstance(data.value, list | tuple):
-        raise ProtocolError(f"meter {serial}: the association's object list is not an array")
-    elements = [ObjectListElement.from_data(element) for element in data.value]
-    with storage_errors(registry.engine), Session(registry.engine) as db:
-        meter_id = db.scalar(select(Meter.id).where(Meter.serial == serial))
-    if meter_id is None:
-        raise CapabilityError(f"meter {serial} is not registered")
-    route = "gateway" if isinstance(target.route, ViaConcentrator) else "direct"
-    return record_meter_objects(registry.engine, meter_id,
-                                (object_key(e.class_id, e.logical_name) for e in elements),
-                                f"association {ASSOCIATION_LN}, {route}")
+    """Read the meter's object list from its association (end to end, through its DC's gateway) and cache it.
+
+    An order of the one order runner (checks, counters, session, audit); a FAIL raises ``CapabilityError``
+    with its reason.
+    """
+
+    async def body(session: MeterSession, _observations: Observations) -> tuple[list[str], str]:
+        data = await session.get(15, ASSOCIATION_LN, 2)
+        if data.tag != DataTag.ARRAY or not isinstance(data.value, list | tuple):
+            raise ProtocolError(f"meter {serial}: the association's object list is not an array")
+        elements = [ObjectListElement.from_data(element) for element in data.value]
+        route = "gateway" if isinstance(session.target.route, ViaConcentrator) else "direct"
+        return [object_key(e.class_id, e.logical_name) for e in elements], f"association {ASSOCIATION_LN}, {route}"
+
+    def store(db: Session, finish: Finish, found: tuple[list[str], str]) -> tuple[int, str]:
+        objects, source = found
+        return len(_record(db, finish.device_id, objects, source)), f"{len(objects)} objects"
+
+    # A large object list comes in blocks: a generous reservation, persisted before its first use.
+    result = await context.runner().run(Job(serial, "discover objects", body, 64, store=store),
+                                        requested_by=context.requested_by)
+    if result.result is None or result.state == "FAIL":
+        error = CapabilityError(result.reason or f"meter {serial}: no object list read")
+        error.retryable = result.retryable
+        raise error
+    return _normalise(result.result[0])

@@ -16,8 +16,11 @@ from typing import Literal, Protocol
 
 from sqlalchemy import Engine
 
+from concentrator.links import Deadlines
 from hes.registry import Registry
-from hes.session import ConcentratorLimits, LinkFactory, Timeouts
+from hes.runner import OrderRunner
+from hes.session import LinkFactory, Timeouts
+from hes.slots import Gate
 from hes.transport.pool import LinkPool
 
 __all__ = [
@@ -88,9 +91,11 @@ class ExecutionContext:
     engine: Engine
     #: The worker's clock (aware UTC); tests pass a fixed or field clock.
     now: Callable[[], datetime]
-    #: Shared per-DC session budget (one object per event loop).
-    limits: ConcentratorLimits = field(default_factory=ConcentratorLimits)
-    timeouts: Timeouts = field(default_factory=Timeouts)
+    #: What sessions wait for (the DCs' one session budget, the device locks): one per event loop.
+    #: ``Worker.work`` makes one for each call when this is None (with the worker's per-DC budget).
+    gate: Gate | None = None
+    #: Overrides the per-link response deadlines when given (a command line's ``--timeout``); None: by link.
+    timeouts: Timeouts | None = None
     #: Replaces each route's own link (tests, the benchmark's in-process field); None: real sockets.
     connect: LinkFactory | None = None
     #: Who the orders and audit rows name.
@@ -98,6 +103,17 @@ class ExecutionContext:
     #: Idle DC connections shared by the sessions of one event loop; None: one connection per session.
     #: ``Worker.work`` makes one for each call when this is None (a pool is bound to its loop).
     links: LinkPool | None = None
+    #: The response deadlines by link; None: the registry's (``HES_DEADLINE_*``).
+    deadlines: Deadlines | None = None
+    _runner: OrderRunner | None = field(default=None, init=False, repr=False, compare=False)
+
+    def runner(self) -> OrderRunner:
+        """The order runner of this context (its gate, pool, deadlines, clock), made on first use."""
+        if self._runner is None:
+            self._runner = OrderRunner(self.registry, requested_by=self.requested_by, gate=self.gate,
+                                       pool=self.links, deadlines=self.deadlines, timeouts=self.timeouts,
+                                       connect=self.connect, clock=self.now)
+        return self._runner
 
 
 class Executor(Protocol):

@@ -30,14 +30,16 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, and_, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 
+from concentrator.budget import SessionBudget
+from concentrator.reachability import Contact, Reachability
 from hes.crash import crash_point
 from hes.db.engine import storage_errors
-from hes.db.models import Order, utcnow
+from hes.db.models import Concentrator, Order, utcnow
 from hes.db.stored import correlation
+from hes.errors import FAILURES
 from hes.heap import collection_heap
-from hes.session import ConcentratorLimits
+from hes.slots import ConcentratorSlots, Gate
 from hes.transport.pool import LinkPool
-from protocols.errors import DlmsError
 from scheduler.contract import ExecutionContext, Executor, GroupExecutor, ItemOutcome, WorkItem
 from scheduler.models import Plan, PlanItem, PlanRun
 from scheduler.plans import Plans, next_opening, window_open
@@ -118,15 +120,17 @@ class Worker:
         self._contexts: dict[int, ExecutionContext] = {}
         # The DC connection pool executors get: ``context.links``, or the one ``work`` made for its loop.
         self._links: LinkPool | None = context.links
-        # The engine's own per-DC budget for items in flight. Not ``context.limits``: executors take a
-        # session slot there, and holding one here as well would deadlock a DC at its budget.
-        self._dc_limits = ConcentratorLimits(default=options.per_concentrator)
+        # What sessions wait for: ``context.gate``, or the one ``work`` made for its loop. Its DC slots are the
+        # DCs' one session budget: a unit of work holds its DC's slot, and the session it opens inside finds the
+        # slot its own (re-entrant within the task) instead of taking a second one.
+        self._gate: Gate = context.gate or Gate()
         self._overall = asyncio.Semaphore(options.concurrency)
         self._pending: list[dict[str, Any]] = []
         self._first_pending = 0.0
         self._touched_runs: set[int] = set()
-        #: (run, DC) -> (reason, when detected): items claimed before then fail fast.
-        self._down: dict[tuple[int, str], tuple[str, float]] = {}
+        #: (run, DC) -> the DC's reachability as this run found it (monotonic seconds), and the failure's reason:
+        #: items claimed before the DC was found unreachable fail fast (``Reachability.fails_fast``).
+        self._down: dict[tuple[int, str], tuple[Reachability, str]] = {}
         self._last_heartbeat = 0.0
         self._last_reap = 0.0
         #: Items claimed by this worker object and not yet recorded or given back.
@@ -150,14 +154,23 @@ class Worker:
     def _context(self, run_id: int) -> ExecutionContext:
         # Orders carry the run in requested_by: a worker taking over a dead one's items finds them by it.
         context = self._contexts.get(run_id)
-        if context is None or context.links is not self._links:
-            # Also when made in an earlier ``work`` call: its pool was bound to that call's loop, and closed.
-            context = dataclasses.replace(self.context, requested_by=self._who(run_id), links=self._links)
+        if context is None or context.links is not self._links or context.gate is not self._gate:
+            # Also when made in an earlier ``work`` call: its pool and gate were bound to that call's loop.
+            context = dataclasses.replace(self.context, requested_by=self._who(run_id), links=self._links,
+                                          gate=self._gate)
             self._contexts[run_id] = context
         return context
 
     def _who(self, run_id: int) -> str:
         return f"{self.context.requested_by} run:{run_id}"[:64]
+
+    def budget(self) -> SessionBudget:
+        """The DCs' session budget: ``per_concentrator`` sessions at once per DC, or a DC's own setting."""
+        with storage_errors(self.engine), self.engine.connect() as connection:
+            own = dict(connection.execute(select(Concentrator.id, Concentrator.max_sessions).where(
+                Concentrator.max_sessions.is_not(None))).all())
+        return SessionBudget(self.options.per_concentrator,
+                             {ident: int(value) for ident, value in own.items() if value is not None})
 
     def reap(self) -> int:
         """Take over items whose lease expired: back to PENDING (the interrupted attempt does not count)."""
@@ -359,11 +372,11 @@ class Worker:
         dc = first.concentrator_id
         async with contextlib.AsyncExitStack() as stack:
             if dc is not None:
-                await stack.enter_async_context(self._dc_limits.slot(dc))
+                await stack.enter_async_context(self._gate.slots.hold(dc))
             await stack.enter_async_context(self._overall)
             down = self._down.get((first.run_id, dc)) if dc is not None else None
-            if down is not None and down[1] >= claimed_at:
-                outcomes = [ItemOutcome("FAIL", reason=down[0], retryable=True, concentrator_unreachable=True)
+            if down is not None and down[0].fails_fast(claimed_at):
+                outcomes = [ItemOutcome("FAIL", reason=down[1], retryable=True, concentrator_unreachable=True)
                             for _ in items]
                 self.stats.failed_fast += len(items)
             else:
@@ -373,8 +386,11 @@ class Worker:
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.concentrator_unreachable and dc is not None:
                 reason = outcome.reason or f"concentrator {dc} is unreachable"
-                if (item.run_id, dc) not in self._down or self._down[(item.run_id, dc)][1] < claimed_at:
-                    self._down[(item.run_id, dc)] = (reason, time.monotonic())
+                known = self._down.get((item.run_id, dc))
+                if known is None or not known[0].fails_fast(claimed_at):
+                    found = (known[0] if known is not None else Reachability()).record(Contact.NO_CONNECTION,
+                                                                                       time.monotonic())
+                    self._down[(item.run_id, dc)] = (found, reason)
                     self.fail_concentrator(item, outcome)
             self.record(item, outcome)
 
@@ -402,7 +418,7 @@ class Worker:
                     result = await call()
         except TimeoutError:
             return failed(f"{what} took longer than {self.options.item_timeout:.0f} s (a retry can help)", True)
-        except DlmsError as exc:
+        except FAILURES as exc:
             return failed(f"{type(exc).__name__}: {exc}", bool(getattr(exc, "retryable", False)))
         except Exception as exc:  # a bug in an executor fails its items, never the worker
             logger.exception("executor %s failed on %s", what, items[0].serial)
@@ -426,7 +442,8 @@ class Worker:
             self.flush()
         # A daemon lives for months: forget old outage marks, and run details (re-read on demand).
         if len(self._down) > 1000:
-            self._down = {key: mark for key, mark in self._down.items() if now - mark[1] < 3600}
+            self._down = {key: mark for key, mark in self._down.items()
+                          if mark[0].last_attempt is not None and now - mark[0].last_attempt < 3600}
         if len(self._runs) > 1000 and not self._held:
             self._runs.clear()
             self._contexts.clear()
@@ -448,7 +465,7 @@ class Worker:
     async def _work(self, run_id: int | None, stop: asyncio.Event | None, wait_retries: bool,
                     on_progress: Callable[[], None] | None) -> WorkerStats:
         # Bound to this event loop (a worker may work in several loops one after the other).
-        self._dc_limits = ConcentratorLimits(default=self.options.per_concentrator)
+        self._gate = self.context.gate or Gate(ConcentratorSlots(self.budget()))
         self._overall = asyncio.Semaphore(self.options.concurrency)
         # DC connections shared by this call's sessions, unless the caller gave a pool of its own.
         own_links = LinkPool() if self.context.links is None else None
@@ -458,6 +475,7 @@ class Worker:
         finally:
             # After in-flight work ended (``_work_loop`` waits for it): nothing is using the pool any more.
             self._links = self.context.links
+            self._gate = self.context.gate or self._gate
             self._contexts.clear()
             if own_links is not None:
                 await own_links.aclose()

@@ -4,11 +4,12 @@ Each read is a full order of the head-end (checks, order, audit, idempotent stor
 reads are traced like an operator's. ``profile`` and ``daily`` are N2PLoad's own executors
 (``scheduler.n2pload``: watermarks, selective access from the watermark, gaps; a meter's two share
 one session when the engine claims them together); ``default_executors``
-wires them all. A FAIL whose reason says the concentrator itself was unreachable (``hes.reads`` says
-"concentrator X is unreachable" both when it failed to connect and when it did not contact a DC
-known to be down) is flagged ``concentrator_unreachable`` so the engine fails the DC's other items.
+wires them all. A FAIL that found the concentrator itself unreachable (``hes.failures``: no connection
+to it) is flagged ``concentrator_unreachable`` so the engine fails the DC's other items.
 
-``disconnect`` and ``reconnect`` (``RelayExecutor``) take the path of ``hes disconnect``: an order
+Every executor runs its orders through the worker's order runner (``ExecutionContext.runner``: its
+gate, connection pool and deadlines). ``disconnect`` and ``reconnect`` (``RelayExecutor``) take the
+path of ``hes disconnect``: an order
 per meter (``hes.commands.Commands``) with the relay's output and control state read back, a WARN
 and an alarm when they disagree, and the audit row, all naming the run's user (``requested_by``,
 "NAME run:ID" as the engine sets it). A FAIL is retried only when the command's result says a retry
@@ -35,12 +36,9 @@ DEFAULT_SPAN = timedelta(days=1)
 
 
 def outcome_of(result: ReadResult, item: WorkItem) -> ItemOutcome:
-    """A read's result as an item outcome."""
-    dc = item.concentrator_id
-    unreachable = (result.state == "FAIL" and dc is not None and result.reason is not None
-                   and result.reason.startswith(f"concentrator {dc} is unreachable"))
+    """A read's result as an item outcome (a DC found unreachable fails the DC's other queued items)."""
     return ItemOutcome(result.state, result.observations, result.reason, result.retryable, result.stored,
-                       unreachable)
+                       result.concentrator_unreachable and item.concentrator_id is not None)
 
 
 class ReadExecutor:
@@ -58,10 +56,9 @@ class ReadExecutor:
             start = item.start or end - DEFAULT_SPAN
         result = await read_meter(
             context.registry, item.serial, self.what, start=start, end=end, requested_by=context.requested_by,
-            clock=context.now, clock_tolerance=self.clock_tolerance, timeouts=context.timeouts,
-            limits=context.limits, mode="gateway",
+            clock=context.now, clock_tolerance=self.clock_tolerance, mode="gateway",
             # A retry is meant to try again: a DC that failed minutes ago is contacted anyway.
-            recheck_dc=item.attempt > 1, connect=context.connect,
+            recheck_dc=item.attempt > 1, runner=context.runner(),
         )
         return outcome_of(result, item)
 
@@ -89,8 +86,8 @@ class RelayExecutor:
         if context.connect is not None:
             return ItemOutcome("FAIL", reason=f"meter {item.serial}: {self.what} runs over the head-end's own "
                                               "links; this worker replaces them (connect), so it was not sent")
-        commands = Commands(context.registry, who=context.requested_by, timeouts=context.timeouts,
-                            limits=context.limits, now=context.now)
+        commands = Commands(context.registry, who=context.requested_by, now=context.now, runner=context.runner(),
+                            recheck_dc=item.attempt > 1)
         if self.what == "disconnect":
             result = await commands.disconnect(item.serial)
         else:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Concentrator, Meter, utcnow
 from hes.db.orders import record_audit
-from protocols.errors import DlmsError
+from hes.errors import HesError
 from scheduler.capabilities import known_objects, missing_object
 from scheduler.contract import COMMANDS, RELAY_COMMANDS, Command
 from scheduler.models import ITEM_FINAL_STATES, SELECTION_KINDS, TRIGGER_KINDS, MeterTag, Plan, PlanItem, PlanRun
@@ -71,7 +71,7 @@ _WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 _INSERT_CHUNK = 1000
 
 
-class PlanError(DlmsError):
+class PlanError(HesError):
     """A plan defined or asked for wrongly (bad option, unknown concentrator, empty selection): fix the request."""
 
 

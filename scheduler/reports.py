@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from hes.db.engine import storage_errors
 from hes.db.models import Concentrator, EventRecord, IntervalValue, Meter, RegisterReading
+from hes.errors import HesError
 from hes.reads import LOAD_PROFILE
-from protocols.errors import DlmsError
 from scheduler.collection_models import CollectionWatermark, MeterCollection
 
 __all__ = [
@@ -46,7 +46,7 @@ DEFAULT_THRESHOLD = 98.0
 _DEFAULT_PERIOD = 900
 
 
-class ReportError(DlmsError):
+class ReportError(HesError):
     """A report asked for wrongly (threshold outside 0-100, a naive time): fix the request, a retry will not help."""
 
 

@@ -11,12 +11,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hes.config import normalise_database_url, redact_url
-from protocols.errors import DlmsError
+from hes.errors import HesError
 
 __all__ = ["StorageError", "create_engine_for", "session_factory", "storage_errors"]
 
 
-class StorageError(DlmsError):
+class StorageError(HesError):
     """The database could not be reached or refused an operation.
 
     ``retryable`` is true for an unreachable or busy database, false for a schema or constraint problem.

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from protocols.errors import DlmsError
+from hes.errors import HesError
 
 __all__ = [
     "CATALOG_FILE",
@@ -34,7 +34,7 @@ __all__ = [
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
 
 
-class CatalogError(DlmsError):
+class CatalogError(HesError):
     """An event table that cannot be used (unreadable file, bad JSON, unknown criticality): fix the file."""
 
 

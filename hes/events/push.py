@@ -42,13 +42,14 @@ from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Concentrator, Meter, utcnow
 from hes.db.readings import EventRow, store_events
 from hes.db.stored import correlation
+from hes.errors import FAILURES, HesError
 from hes.events.alarm_register import ALARM_REGISTER, decode_alarm_register
 from hes.events.catalog import Catalog, EventDefinition, load_catalog
 from hes.events.outbox import event_messages, install, queue
 from hes.registry import Registry
 from protocols.axdr import Data, DataTag
 from protocols.cosem_datetime import CosemDateTime
-from protocols.errors import DlmsError, SecurityError
+from protocols.errors import SecurityError
 from protocols.obis import ObisCode
 from protocols.security import CipheredApduTag, GeneralGloCiphering, decipher, read_security_header
 from protocols.wrapper import ApduReceived, ConnectionClosed, WrapperConnection, WrapperError
@@ -81,7 +82,7 @@ _IDLE_SECONDS = 30.0
 _POLICY_USER = "policy:disconnect-on-tamper"
 
 
-class PushRejected(DlmsError):
+class PushRejected(HesError):
     """A push that cannot be attributed, authenticated or understood: logged with its sender and dropped."""
 
 
@@ -380,7 +381,7 @@ class PushListener:
         except StorageError as exc:
             self._drop(sender, f"not stored: {exc}")
             return
-        except DlmsError as exc:
+        except FAILURES as exc:
             head = f" (APDU {event.apdu[:16].hex()}{'...' if len(event.apdu) > 16 else ''})" if event.apdu else ""
             self._drop(sender, f"{exc}{head}")
             return

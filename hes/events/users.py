@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from hes.db.engine import session_factory, storage_errors
 from hes.db.models import utcnow
 from hes.db.orders import record_audit
+from hes.errors import HesError
 from hes.events.models import ROLES, User
-from protocols.errors import DlmsError
 
 __all__ = [
     "ACTIONS",
@@ -61,7 +61,7 @@ ACTIONS: dict[str, str] = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
-class UserError(DlmsError):
+class UserError(HesError):
     """A user operation asked for wrongly (bad name or role, duplicate, unknown user): fix the call."""
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocols.errors import DlmsError
+from hes.errors import HesError
 
 __all__ = [
     "FORMAT",
@@ -50,7 +50,7 @@ VERSION = 1
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 
 
-class BundleError(DlmsError):
+class BundleError(HesError):
     """A file that is not a usable bundle: unreadable, not a bundle, modified, or made with an unknown key file."""
 
 

@@ -40,11 +40,11 @@ from hes.db.counters import reserve_counters
 from hes.db.engine import session_factory, storage_errors
 from hes.db.models import utcnow
 from hes.db.orders import record_audit
+from hes.errors import HesError
 from hes.keys import secret_aad
-from hes.model import CounterReservation, MeterSecurity, MeterTarget, Policy, ViaConcentrator
+from hes.model import CounterReservation, DirectRoute, MeterSecurity, MeterTarget, Policy, ViaConcentrator
 from hes.probe.models import FieldKeyExport
 from hes.registry import Registry, RegistryError
-from protocols.errors import SecurityError
 
 __all__ = [
     "DEFAULT_COUNTER_BLOCK",
@@ -74,7 +74,7 @@ _MAX_SCRYPT_N = 2**20
 _MAX_FILE = 16 * 1024 * 1024
 
 
-class KeyFileError(SecurityError):
+class KeyFileError(HesError):
     """A key file that cannot be made or used: wrong passphrase, modified, expired, unreadable, bad request."""
 
 
@@ -385,6 +385,8 @@ def _meter_keys(registry: Registry, target: MeterTarget, count: int) -> DeviceKe
         return DeviceKeys("meter", target.serial, target.client_sap, target.security, block,
                           concentrator=route.concentrator_id, network_id=route.network_id,
                           gateway_address=route.physical_address)
+    if not isinstance(route, DirectRoute):
+        raise KeyFileError(f"{target.serial} is not a meter")
     # At the meter's optical port the management logical device answers; the physical address is the
     # meter's HDLC one when it has one (optical ports usually accept any).
     return DeviceKeys("meter", target.serial, target.client_sap, target.security, block,
@@ -426,13 +428,11 @@ def export_key_file(
             serials = dc_meters
         if not serials:
             raise KeyFileError(f"concentrator {concentrator} has no meters to export")
-        first = registry.target_for(serials[0])
-        route = first.route
-        assert isinstance(route, ViaConcentrator)  # a meter of the DC
-        block = _counter_block(registry, info.id, route.dc_client_sap, route.dc_security, counters)
-        devices.append(DeviceKeys("concentrator", info.id, route.dc_client_sap, route.dc_security, block,
-                                  server_sap=route.management_wport, network_id=route.network_id,
-                                  meters=tuple(serials)))
+        facts = registry.concentrator(info.id)
+        dc = registry.management_target(facts)
+        block = _counter_block(registry, info.id, dc.client_sap, dc.security, counters)
+        devices.append(DeviceKeys("concentrator", info.id, dc.client_sap, dc.security, block,
+                                  server_sap=facts.wport, network_id=facts.network_id, meters=tuple(serials)))
     if not serials:
         raise KeyFileError("name the meters (--meters) or a concentrator (--concentrator) to export keys for")
     targets = []

@@ -11,8 +11,9 @@
   the WAN. The DC's tables of concentrated data live on other logical devices that its optical
   port does not serve, so the meters are read live over the DC's PLC/RF link.
 
-Every session first reads the serial number (0.0.96.1.0.255) and refuses a device that is not
-the one the operator named: data is never filed under the wrong meter. A probe timeout or a lost
+Every session is the one order runner's session step (``hes.runner``) on the optical line, with
+the key file's counters; it first reads the serial number (0.0.96.1.0.255) and refuses a device
+that is not the one the operator named: data is never filed under the wrong meter. A probe timeout or a lost
 line is retried (sign-on again, new session) up to ``retries`` times; a failure that persists ends
 the read, and the bundle holds what was read before it, marked partial with the reason.
 ``progress`` is called at every step.
@@ -33,11 +34,13 @@ from typing import Any, Literal
 
 from hes.db.models import utcnow
 from hes.db.readings import EventRow, IntervalRow, RegisterRow
+from hes.errors import FAILURES, HesError
 from hes.model import DirectRoute, MeterTarget, ViaConcentrator
 from hes.probe.keys import DeviceKeys, KeyFile
 from hes.probe.serial_link import OpticalLine
 from hes.reads import Reader, counter_budget  # the remote read's own parsing: same rows, same identities
-from hes.session import MeterSession, Timeouts, open_session
+from hes.runner import Observations, Prepared, Runner, SessionResult
+from hes.session import MeterSession, Timeouts
 from hes.transport import HdlcOptions
 from hes.transport.hdlc import HdlcLink
 from protocols.axdr import Data, DataTag
@@ -85,11 +88,11 @@ def tool_version() -> str:
         return "unknown"
 
 
-class ProbeRequestError(DlmsError):
+class ProbeRequestError(HesError):
     """The read was asked for wrongly (unknown what, empty range, device not in the key file): fix the command."""
 
 
-class WrongDevice(DlmsError):
+class WrongDevice(HesError):
     """The device at the port is not the one named: its data must not be filed under another device."""
 
 
@@ -246,6 +249,8 @@ class _Procedure:
                  retries: int, progress: ProgressCallback, clock: Callable[[], datetime],
                  clock_tolerance: timedelta | None) -> None:
         self.line = line
+        # The session step every path runs; the optical line is this tool's alone (no gate to share).
+        self.runner = Runner(None, timeouts=line.timeouts, clock=clock)
         self.keys = keys
         self.request = request
         self.start = start
@@ -295,25 +300,30 @@ class _Procedure:
 
     async def _session_step(self, device: DeviceKeys, via: DeviceKeys | None, step: str, budget: int,
                             body: Callable[[MeterSession], Any]) -> None:
-        """One session for one step, retried on probe timeouts and lost lines; ``_ReadStopped`` when it persists."""
+        """One session for one step, retried on probe timeouts and lost lines; ``_ReadStopped`` when it persists.
+
+        The session is the one order runner's (``hes.runner.Runner.session``: its deadlines, its
+        classification of what ended it), on the optical line, with the key file's counters.
+        """
         target = self._target(device, via)
         options = self._options(device, via)
         for attempt in range(self.retries + 1):
             reservation = self.keys.reserve(device, budget)
-            received: int | None = None
+            outcome: SessionResult[None] | None = None
             try:
                 shared = await self.line.link(options)
 
                 async def connect(_target: MeterTarget, link: _SharedLink = shared) -> _SharedLink:
                     return link
 
-                async with open_session(target, reservation, timeouts=self.line.timeouts, connect=connect,
-                                        hdlc_parameters=PROBE_HDLC_PARAMETERS) as session:
-                    try:
-                        await self._check_identity(session, device)
-                        await body(session)
-                    finally:
-                        received = session.last_received
+                async def checked(session: MeterSession, _observations: Observations) -> None:
+                    await self._check_identity(session, device)
+                    await body(session)
+
+                outcome = await self.runner.session(Prepared(target, reservation, 0), checked, connect=connect,
+                                                    hdlc_parameters=PROBE_HDLC_PARAMETERS)
+                if outcome.error is not None:
+                    raise outcome.error
                 return
             except (TransportError, TimeoutError) as exc:
                 reason = str(exc) or "no answer in time"
@@ -329,13 +339,13 @@ class _Procedure:
                     self._tell(device.ident, step, "retry", f"{exc}; signing on again")
                     continue
                 raise _ReadStopped(f"{device.ident}: {step}: {exc} (after {attempt + 1} tries)") from None
-            except DlmsError:
+            except FAILURES:
                 # The device refused (security, service error, wrong device): no retry helps; the link is
                 # dropped because the association may be left half-open.
                 await self.line.drop()
                 raise
             finally:
-                self.keys.record_received(device, received)
+                self.keys.record_received(device, None if outcome is None else outcome.last_received)
 
     async def read_meter(self, device: DeviceKeys, via: DeviceKeys | None) -> dict[str, Any]:
         record = _MeterRecord(device.ident, "optical" if via is None else f"concentrator {via.ident}",
@@ -356,7 +366,7 @@ class _Procedure:
                 record.intervals += [_interval_json(r) for r in out.intervals]
                 record.registers += [_register_json(r) for r in out.registers]
                 record.events += [_event_json(r) for r in out.events]
-                record.observations += [f"{what}: {o}" for o in out.observations]
+                record.observations += [f"{what}: {o}" for o in reader.observations]
                 if out.meter_time is not None:
                     record.meter_time = _iso(out.meter_time)
                     record.clock_offset = None if out.clock_offset is None else str(out.clock_offset)
@@ -373,7 +383,7 @@ class _Procedure:
                 self.failures.append(f"{device.ident}: not read: the gateway address answers for another meter")
                 record.failed[what] = "another meter answers at this gateway address"
                 break
-            except DlmsError as exc:
+            except FAILURES as exc:
                 reason = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
                 record.failed[what] = reason
                 self.failures.append(f"{device.ident}: {what}: {reason}")

@@ -73,7 +73,7 @@ def test_clock_sync(field: FieldThread, env: dict[str, str]) -> None:
 def test_failures_exit_1_with_one_line(field: FieldThread, env: dict[str, str], registry: Registry) -> None:
     unknown = runner.invoke(app, ["disconnect", "NOPE"], env=env)
     assert unknown.exit_code == 1
-    assert unknown.stderr.strip() == "hes disconnect: NOPE: no meter 'NOPE' in the registry"
+    assert unknown.stderr.strip() == "hes disconnect: NOPE: meter NOPE is not registered (a retry will not help)"
     assert "FAIL" in unknown.stdout
 
     registry.decommission(P2P_WRAPPER)

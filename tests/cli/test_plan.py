@@ -136,7 +136,7 @@ def test_discovery_and_declared_objects_drive_the_support_check(hes_env: dict[st
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith(f"{P2P}: ") and lines[0].endswith(" objects")
-    assert lines[1].startswith("NOPE: FAIL: UnknownMeter")
+    assert lines[1] == "NOPE: FAIL: meter NOPE is not registered (a retry will not help)"
     registry.add_meter("ACME0001", host="127.0.0.1", port=1, make="Acme", model="AM-1")
     code, out, err = invoke(["plan", "objects", "Acme", "AM-1", "8/0.0.1.0.0.255", "7/1.0.99.1.0.255"])
     assert code == 0 and out.strip() == "Acme AM-1: 2 objects declared", err

@@ -15,6 +15,7 @@ from concentrator.reachability import (
     ReachabilityState,
     RecheckDue,
     contact_outcome,
+    reached,
 )
 
 S = ReachabilityState
@@ -106,3 +107,10 @@ def test_stored_state() -> None:
 ])
 def test_contact_outcome(failure: FailureKind | None, associated: bool, tunnelled: bool, expected: Contact) -> None:
     assert contact_outcome(failure, associated=associated, tunnelled=tunnelled) is expected
+
+
+@pytest.mark.parametrize("contact", list(Contact))
+def test_a_contact_leads_to_the_same_state_whatever_the_state_before(contact: Contact) -> None:
+    after = {TRANSITIONS[(state, contact)] for state in S}
+    assert len(after) == 1
+    assert reached(contact) is (after.pop() is S.REACHABLE)

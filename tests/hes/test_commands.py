@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hes.commands import CommandResult, Commands, check_meter
+from hes.commands import CommandResult, Commands
 from hes.db.counters import counter_state
 from hes.db.models import AuditEntry, Order
 from hes.registry import Registry
@@ -164,7 +164,7 @@ def test_disconnect_and_reconnect_a_point_to_point_meter(registry: Registry, fie
 def test_disconnect_and_reconnect_a_dc_meter_through_the_gateway(registry: Registry, field: FieldThread) -> None:
     commands = commands_for(registry, field)
     meter = field.fleet.meter(DC_METER)
-    assert check_meter(registry, DC_METER)[1].route.__class__.__name__ == "ViaConcentrator"
+    assert registry.target_for(DC_METER).route.__class__.__name__ == "ViaConcentrator"
 
     off = run(lambda: commands.disconnect(DC_METER))
     assert off.state == "EXE", off.detail
@@ -223,7 +223,9 @@ def test_clock_sync_corrects_a_drifting_meter(registry: Registry, field: FieldTh
     assert abs((meter.meter_time() - field.fleet.clock.now()).total_seconds()) <= 1.0
     check_recorded(registry, result)
     order = orders_of(registry, P2P_HDLC)[-1]
-    assert order.parameters == {"tolerance": 10}
+    # The counters reserved for the order, and the highest it used, are kept with it.
+    start, limit = order.parameters["counters"]
+    assert order.parameters["tolerance"] == 10 and start <= order.parameters["counters_used"] < limit
 
     again = run(lambda: commands.clock_sync(P2P_HDLC, tolerance=10))
     assert again.state == "EXE" and again.values["set"] is False
@@ -266,7 +268,7 @@ def test_a_decommissioned_meter_fails_without_contact(registry: Registry, field:
 
 def test_an_unknown_meter_fails_and_is_recorded(registry: Registry, field: FieldThread) -> None:
     result = run(lambda: commands_for(registry, field).reconnect("NOPE0001"))
-    assert result.state == "FAIL" and result.reason == "no meter 'NOPE0001' in the registry"
+    assert result.state == "FAIL" and result.reason == "meter NOPE0001 is not registered (a retry will not help)"
     check_recorded(registry, result)
 
 
@@ -290,10 +292,16 @@ def test_a_concentrator_down_fails_the_order(registry: Registry, field: FieldThr
     field.fleet.set_outage("DC0001", True)
     result = run(lambda: commands_for(registry, field).disconnect(DC_METER))
     assert result.state == "FAIL" and result.retryable and result.reason
+    assert result.reason.startswith("concentrator DC0001 is unreachable: ")
     assert field.fleet.meter(DC_METER).relay.control_state is ControlState.CONNECTED
     check_recorded(registry, result)
     field.fleet.set_outage("DC0001", False)
-    assert run(lambda: commands_for(registry, field).disconnect(DC_METER)).state == "EXE"
+    # The same checks as every order: a DC that just failed is not contacted again before its recheck ...
+    again = run(lambda: commands_for(registry, field).disconnect(DC_METER))
+    assert again.state == "FAIL" and again.reason is not None and "not contacted (tried again from" in again.reason
+    check_recorded(registry, again)
+    # ... unless the operator asks for it (--recheck-dc).
+    assert run(lambda: commands_for(registry, field, recheck_dc=True).disconnect(DC_METER)).state == "EXE"
 
 
 def test_a_meter_unreachable_behind_its_concentrator_fails(registry: Registry, field: FieldThread) -> None:
@@ -303,8 +311,8 @@ def test_a_meter_unreachable_behind_its_concentrator_fails(registry: Registry, f
                         now=field.fleet.clock.now)
     result = run(lambda: commands.reconnect(DC_METER))
     assert result.state == "FAIL" and result.retryable
-    assert result.reason is not None and result.reason.startswith(f"meter {DC_METER} via DC DC0001: ")
-    assert "did not reach the meter" in result.reason
+    assert result.reason is not None and result.reason.startswith(
+        f"meter {DC_METER} unreachable from concentrator DC0001: no answer through the gateway")
     check_recorded(registry, result)
     # The DC itself answered: it stays reachable.
     assert registry.show_concentrator("DC0001").reachable is not False

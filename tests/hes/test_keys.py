@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hes.errors import HesError
 from hes.keys import KeyStoreError, MasterKey, load_master_key, secret_aad
-from protocols.errors import SecurityError
 
 EK = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 
@@ -36,7 +36,7 @@ def test_a_file_others_can_read_is_refused_with_one_line(tmp_path: Path) -> None
         load_master_key(path)
     message = str(caught.value)
     assert "group or others" in message and "chmod 600" in message and "\n" not in message
-    assert isinstance(caught.value, SecurityError) and not caught.value.retryable
+    assert isinstance(caught.value, HesError) and not caught.value.retryable
 
 
 def test_wrong_master_key_or_moved_secret_gives_a_clear_error(tmp_path: Path) -> None:

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from concentrator.reachability import DEFAULT_RECHECK_AFTER
 from hes.db.counters import counter_state
 from hes.db.models import AssetEvent, AuditEntry, Concentrator, EventRecord, IntervalValue, Order, RegisterReading
 from hes.model import ViaConcentrator
-from hes.reads import DC_RECHECK_AFTER, ReadRequestError, ReadResult, read_meter, received_device
+from hes.reads import ReadRequestError, ReadResult, read_meter, received_device
 from hes.registry import Registry
 from hes.session import Timeouts
 from simulators.clock import FieldClock
@@ -260,7 +261,7 @@ def test_dc_down_fails_then_is_not_contacted_until_rechecked(registry: Registry,
             fleet.set_outage(DC, False)
             assert_failed(await read(registry, fleet, DC_PLAIN, "clock"), engine, reason="not contacted",
                           retryable=True)
-            fleet.clock.jump(DC_RECHECK_AFTER + timedelta(seconds=1))
+            fleet.clock.jump(timedelta(seconds=DEFAULT_RECHECK_AFTER + 1))
             recovered = await read(registry, fleet, DC_PLAIN, "clock")
             assert recovered.state in ("EXE", "WARN"), recovered.reason
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from concentrator.reachability import Contact
 from hes.db import session_factory
 from hes.db.models import AssetEvent, AuditEntry, Concentrator, Meter
 from hes.keys import KeyStoreError, load_master_key
@@ -174,10 +175,14 @@ def test_concentrator_contact(registry: Registry, fleet_manifest: Fixture) -> No
     registry.import_manifest(path)
     ident = manifest.concentrators[0].id
     assert registry.show_concentrator(ident).last_contact is None
-    registry.set_concentrator_contact(ident, True)
+    registry.set_concentrator_contact(ident, Contact.ANSWERED)
     seen = registry.show_concentrator(ident)
     assert seen.reachable is True and seen.last_contact is not None
-    registry.set_concentrator_contact(ident, False)
+    registry.set_concentrator_contact(ident, Contact.NO_CONNECTION)
     down = registry.show_concentrator(ident)
     assert down.reachable is False and down.last_contact == seen.last_contact
+    registry.set_concentrator_contact(ident, Contact.METER_SILENT)  # the DC answered; a meter behind it did not
+    assert registry.show_concentrator(ident).reachable is True
+    with pytest.raises(UnknownConcentrator):
+        registry.set_concentrator_contact("DC9999", Contact.ANSWERED)
     assert [c.id for c in registry.list_concentrators()] == [ident]

@@ -11,18 +11,19 @@ from typing import Literal
 
 import pytest
 
+from concentrator.budget import SessionBudget
 from hes.model import CounterReservation, DirectRoute, MeterSecurity, MeterTarget, ViaConcentrator
 from hes.session import (
     AssociationRefused,
     AttributeRef,
     AuthenticationRefused,
-    ConcentratorLimits,
     MeterSession,
     ReservationExhausted,
     TargetError,
     Timeouts,
     open_session,
 )
+from hes.slots import ConcentratorSlots, Gate
 from protocols.axdr import Data
 from protocols.cosem import ProfileColumn, parse_profile_buffer
 from protocols.cosem_datetime import CosemDateTime
@@ -475,19 +476,18 @@ def test_per_dc_limit_on_concurrent_sessions(budget: int | None) -> None:
 
     async def body(fleet: Fleet) -> None:
         dc = fleet.manifest().concentrators[0]
-        limits = ConcentratorLimits(default=budget) if budget is not None else None
+        gate = Gate(ConcentratorSlots(SessionBudget(budget))) if budget is not None else None
 
         async def one(index: int) -> object:
-            async with open_session(dc_target(dc, index, "gateway"), reservation(), limits=limits,
-                                    timeouts=FAST) as s:
+            async with open_session(dc_target(dc, index, "gateway"), reservation(), gate=gate, timeouts=FAST) as s:
                 return (await s.get(1, SERIAL_NUMBER, 2)).value
 
         serials = await asyncio.gather(*(one(i) for i in range(6)))
         assert serials == [m.serial for m in dc.meters]
         assert len(ticks.windows) == 6
-        if limits is not None:
+        if gate is not None:
             assert ticks.peak() == budget
-            assert limits.peak["DC0001"] == budget and limits.active("DC0001") == 0
+            assert gate.slots.peak["DC0001"] == budget and gate.slots.active("DC0001") == 0
         else:
             assert ticks.peak() > 2  # without a limit they do overlap: the count above can fail
 

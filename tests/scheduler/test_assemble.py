@@ -1,9 +1,9 @@
-"""N2PLoad's ``_assemble``: the column-wise path for the usual buffer gives exactly the row-by-row result.
+"""N2PLoad's ``assemble``: the column-wise path for the usual buffer gives exactly the row-by-row result.
 
-``_profile_rows`` builds a clean buffer's interval rows with C loops; anything unusual (a missing or
-corrupted value) goes row by row. Both must agree on every row, its order, quality bits, the
-watermark, the gaps and the observations, for buffers with statuses, filled times, gaps and
-several time zones.
+``hes.profiles.interval_rows`` builds a clean buffer's interval rows with C loops (``_columnwise``);
+anything unusual (a missing or corrupted value) goes row by row. Both must agree on every row, its
+order, quality bits, the watermark, the gaps and the observations, for buffers with statuses, filled
+times, gaps and several time zones.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import scheduler.n2pload as n2pload
+import hes.profiles
+from hes.profiles import Dated, ProfileRead, ProfileShape
 from protocols.cosem import CaptureObjectDefinition, ProfileColumn, ScalerUnit
 from protocols.cosem.profile import ProfileRow
+from protocols.errors import DecodeError
 from protocols.obis import ObisCode
-from scheduler.contract import ItemOutcome
+from scheduler.n2pload.assemble import Assembled, assemble
+from scheduler.n2pload.plan import PROFILE, Plan
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 CLOCK = CaptureObjectDefinition(8, ObisCode.parse("0.0.1.0.0.255"), 2, 0)
@@ -26,16 +29,15 @@ STATUS = CaptureObjectDefinition(1, ObisCode.parse("0.0.96.10.7.255"), 2, 0)
 CHANNELS = [CaptureObjectDefinition(3, ObisCode.parse(f"1.0.{c}.8.0.255"), 2, 0) for c in (1, 2, 3)]
 
 
-def _shape(channels: int) -> n2pload._Shape:
+def _shape(channels: int) -> ProfileShape:
     columns = (ProfileColumn.of(CLOCK, None), ProfileColumn.of(STATUS, None),
                *(ProfileColumn.of(d, ScalerUnit(-1, 30)) for d in CHANNELS[:channels]))
-    return n2pload._Shape(columns, 900, CLOCK)
+    return ProfileShape(columns, 900, CLOCK)
 
 
-def _plan(first: bool, lost: set[datetime]) -> n2pload._Plan:
-    return n2pload._Plan(meter_id=7, serial="M7", dc_id="DC1", start=START, end=START + timedelta(days=1),
-                         first=first, shape_text=None, open_gaps=[], lost_gaps=lost, received_key="k",
-                         received_sap=1, last_received=None)
+def _plan(first: bool, lost: set[datetime]) -> Plan:
+    return Plan(meter_id=7, serial="M7", dc_id="DC1", start=START, end=START + timedelta(days=1), first=first,
+                shape_text=None, open_gaps=[], lost_gaps=lost)
 
 
 rows_strategy = st.lists(
@@ -44,7 +46,7 @@ rows_strategy = st.lists(
     max_size=60, unique_by=lambda r: r[0])
 
 
-def _read(raw: list[tuple[int, int, bool, int, list[int]]], channels: int, bad: object = None) -> n2pload._Read:
+def _read(raw: list[tuple[int, int, bool, int, list[int]]], channels: int, bad: object = None) -> ProfileRead:
     rows = []
     for index, status, filled, offset, values in sorted(raw):
         at = (START + timedelta(minutes=15 * index)).astimezone(timezone(timedelta(minutes=offset)))
@@ -53,14 +55,21 @@ def _read(raw: list[tuple[int, int, bool, int, list[int]]], channels: int, bad: 
     if bad is not None and rows:
         row = rows[len(rows) // 2]
         rows[len(rows) // 2] = row._replace(values=(*row.values[:-1], bad))
-    return n2pload._Read(rows, _shape(channels), False)
+    return ProfileRead(_shape(channels), rows, False)
 
 
-def _both(plan: n2pload._Plan, read: n2pload._Read, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
-    fast = n2pload._assemble(plan, n2pload._PROFILE, read)
+def _assembled(plan: Plan, read: ProfileRead) -> Assembled | DecodeError:
+    try:
+        return assemble(plan, PROFILE, read)
+    except DecodeError as exc:
+        return exc
+
+
+def _both(plan: Plan, read: ProfileRead, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    fast = _assembled(plan, read)
     with monkeypatch.context() as patched:
-        patched.setattr(n2pload, "_profile_rows", lambda *args: None)
-        slow = n2pload._assemble(plan, n2pload._PROFILE, read)
+        patched.setattr(hes.profiles, "_columnwise", lambda *args: None)
+        slow = _assembled(plan, read)
     return fast, slow
 
 
@@ -71,7 +80,7 @@ def test_the_column_wise_rows_equal_the_row_by_row_ones(raw: list[tuple[int, int
     lost = {START + timedelta(minutes=15 * i) for i in range(1, 97)} if lose else set()
     with pytest.MonkeyPatch.context() as monkeypatch:
         fast, slow = _both(_plan(first, lost), _read(raw, channels), monkeypatch)
-    assert isinstance(fast, n2pload._Assembled) and isinstance(slow, n2pload._Assembled)
+    assert isinstance(fast, Assembled) and isinstance(slow, Assembled)
     assert fast.intervals == slow.intervals
     assert [type(row) for row in fast.intervals] == [type(row) for row in slow.intervals]
     assert (fast.mark, fast.found, fast.given_up, fast.observations) == (
@@ -85,12 +94,14 @@ def test_a_missing_or_corrupted_value_takes_the_row_by_row_path(bad: object, mon
     if bad is None:  # a None value: skipped, the other channel's value kept
         row = read.rows[5]
         read.rows[5] = row._replace(values=(*row.values[:-1], None))
-    assert n2pload._profile_rows(7, [r.time.astimezone(UTC) for r in read.rows],  # type: ignore[union-attr]
-                                 {r.time.astimezone(UTC): r for r in read.rows},  # type: ignore[union-attr]
-                                 [(2, "a", 2, 0, 30), (3, "b", 2, 0, 30)], set()) is None
+    times = [r.time.astimezone(UTC) for r in read.rows]  # type: ignore[union-attr]
+    dated = Dated(times, {r.time.astimezone(UTC): r for r in read.rows}, 0)  # type: ignore[union-attr]
+    assert hes.profiles._columnwise(7, dated, [(2, "a", 2, 0, 30), (3, "b", 2, 0, 30)], set()) is None
     fast, slow = _both(_plan(True, set()), read, monkeypatch)
     if bad is None:
-        assert isinstance(fast, n2pload._Assembled) and isinstance(slow, n2pload._Assembled)
+        assert isinstance(fast, Assembled) and isinstance(slow, Assembled)
         assert fast.intervals == slow.intervals and len(fast.intervals) == 19
     else:
-        assert fast == slow and isinstance(fast, ItemOutcome) and fast.state == "FAIL"
+        # A value that is not an integer: the same typed error either way, and no retry helps (the same answer).
+        assert isinstance(fast, DecodeError) and isinstance(slow, DecodeError) and str(fast) == str(slow)
+        assert "a value is not an integer" in str(fast) and not fast.retryable

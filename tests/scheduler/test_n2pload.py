@@ -225,17 +225,17 @@ def test_a_meters_profile_and_daily_values_share_one_session_and_meters_share_tr
         tmp_path: Path, engine: Engine, master_key: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``collect_meter`` (what the engine runs for a meter's N2PLoad items claimed together): one association
     for both, the same rows as two separate reads, and meters collected at once commit together."""
-    import scheduler.n2pload as n2pload
+    import hes.runner
     from hes.db.group_commit import for_loop
 
     sessions: list[str] = []
-    real = n2pload.open_session
+    real = hes.runner.open_session
 
     def counting(target: Any, *args: Any, **kwargs: Any) -> Any:
         sessions.append(target.serial)
         return real(target, *args, **kwargs)
 
-    monkeypatch.setattr(n2pload, "open_session", counting)
+    monkeypatch.setattr(hes.runner, "open_session", counting)
 
     async def body() -> None:
         async with field(tmp_path, engine, master_key, meters_per_dc=4) as (_fleet, _registry, context):
@@ -480,7 +480,8 @@ def test_a_decommissioned_meter_is_not_collected(tmp_path: Path, engine: Engine,
             registry.decommission(DC_A)
             outcome = await collect_profile(context, item(context, DC_A))
             assert outcome.state == "FAIL" and not outcome.retryable
-            assert outcome.reason == f"meter {DC_A} is decommissioned, not commissioned: it is not collected " \
+            since = registry.show_meter(DC_A).decommissioning_date
+            assert outcome.reason == f"meter {DC_A} is decommissioned (since {since}): it is not collected " \
                                      "(a retry will not help)"
             assert DC_A not in {m.serial for m in pass_meters(engine)}
             assert [m.serial for m in pass_meters(engine, concentrator="DC0001")] == [DC_B]

@@ -450,27 +450,3 @@ def discover_command(
         print(f"{serial}: {text}")
     if any(text.startswith("FAIL") for _, text in results):
         raise typer.Exit(1)
-
-
-@app.command("objects")
-def objects_command(
-    make: Annotated[str, typer.Argument(help="The meters' make, as registered.")],
-    model: Annotated[str, typer.Argument(help="The meters' model, as registered.")],
-    objects: Annotated[list[str], typer.Argument(help="The objects every such meter has, class_id/OBIS "
-                                                      "(e.g. 7/1.0.99.1.0.255 8/0.0.1.0.0.255).")],
-) -> None:
-    """Declare the objects a make and model has (a datasheet): plans do not run commands their meters cannot."""
-    from scheduler.capabilities import declare_model
-
-    def act() -> list[str]:
-        registry = open_registry()
-        try:
-            from cli.auth import require
-
-            require("plan", registry.engine, f"plan objects {make} {model}")
-            return declare_model(registry.engine, make, model, objects)
-        finally:
-            registry.engine.dispose()
-
-    declared = run_or_exit("plan", act)
-    print(f"{make} {model}: {len(declared)} objects declared")

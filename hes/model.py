@@ -12,6 +12,7 @@ from typing import Literal
 
 from concentrator.keys import CounterKeys, concentrated_keys, management_keys, meter_keys
 from concentrator.links import Medium, ReadMode
+from hes.devicetypes import DeviceType, default_type
 
 __all__ = [
     "CounterReservation",
@@ -104,6 +105,8 @@ class MeterTarget:
     security: MeterSecurity
     client_sap: int = 1
     client_system_title: bytes = b"HES\x00\x00\x00\x00\x01"  # the head-end's own system title
+    #: What the meter has and where (``hes.devicetypes``): reads take every OBIS code from it.
+    device_type: DeviceType = field(default_factory=default_type)
 
     @property
     def concentrator_id(self) -> str | None:

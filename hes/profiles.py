@@ -26,6 +26,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hes.db.readings import IntervalRow, RegisterRow
 from hes.session import AttributeRef, MeterSession
@@ -102,11 +103,17 @@ class ProfileShape:
         return [(i, c) for i, c in enumerate(self.columns) if c.role is ColumnRole.VALUE]
 
     def encode(self) -> str:
-        """The shape as text, kept with a watermark so a pass need not ask again."""
-        return json.dumps({"period": self.period, "columns": [
-            [c.capture.class_id, str(c.capture.logical_name), c.capture.attribute_index, c.capture.data_index,
-             None if c.scaler_unit is None else [c.scaler_unit.scaler, int(c.scaler_unit.unit)]]
-            for c in self.columns]}, separators=(",", ":"))
+        """The shape as text, kept with a watermark so a pass need not ask again (a status word that the rule
+        of ``ProfileColumn.of`` would not find carries its role)."""
+        columns = []
+        for c in self.columns:
+            entry: list[Any] = [c.capture.class_id, str(c.capture.logical_name), c.capture.attribute_index,
+                                c.capture.data_index,
+                                None if c.scaler_unit is None else [c.scaler_unit.scaler, int(c.scaler_unit.unit)]]
+            if c.role is not ProfileColumn.of(c.capture).role:
+                entry.append(c.role.value)
+            columns.append(entry)
+        return json.dumps({"period": self.period, "columns": columns}, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str | None) -> ProfileShape | None:
@@ -119,9 +126,12 @@ class ProfileShape:
         try:
             data = json.loads(text)
             columns = []
-            for class_id, obis, attribute, index, su in data["columns"]:
+            for class_id, obis, attribute, index, su, *role in data["columns"]:
                 capture = CaptureObjectDefinition(int(class_id), ObisCode.parse(obis), int(attribute), int(index))
-                columns.append(ProfileColumn.of(capture, None if su is None else ScalerUnit(int(su[0]), int(su[1]))))
+                column = ProfileColumn.of(capture, None if su is None else ScalerUnit(int(su[0]), int(su[1])))
+                if role:
+                    column = replace(column, role=ColumnRole(role[0]))
+                columns.append(column)
             clocks = [c.capture for c in columns if c.role is ColumnRole.CLOCK]
             shape = cls(tuple(columns), int(data["period"]), clocks[0])
         except (ValueError, KeyError, TypeError, IndexError, DlmsError):
@@ -142,9 +152,13 @@ class _ShapeRead:
     notes: list[str]
 
 
-async def read_shape(session: MeterSession, obis: ObisCode, *, scalers: bool = True,
-                     with_clock: bool = False) -> _ShapeRead:
-    """Capture objects, capture period and (``scalers``) the captured registers' scalers, from the device."""
+async def read_shape(session: MeterSession, obis: ObisCode, *, scalers: bool = True, with_clock: bool = False,
+                     status: ObisCode | None = None) -> _ShapeRead:
+    """Capture objects, capture period and (``scalers``) the captured registers' scalers, from the device.
+
+    ``status``: the capture object that is the profile's status word, when the device type says so
+    (else the rule of ``ProfileColumn.of``: an object 0.x.96.10.x.x).
+    """
     refs = [AttributeRef(7, obis, 3), AttributeRef(7, obis, 4)]
     if with_clock:
         refs.insert(0, AttributeRef(8, CLOCK, 2))
@@ -176,7 +190,8 @@ async def read_shape(session: MeterSession, obis: ObisCode, *, scalers: bool = T
                 notes.append(f"scaler of {d.logical_name} not read ({answer}): stored unscaled")
             else:
                 units[i] = ScalerUnit.from_data(answer)
-    columns = tuple(ProfileColumn.of(d, units.get(i)) for i, d in enumerate(definitions))
+    columns = tuple(ProfileColumn(d, None, ColumnRole.STATUS) if status is not None and d.logical_name == status
+                    and d.class_id != 8 else ProfileColumn.of(d, units.get(i)) for i, d in enumerate(definitions))
     return _ShapeRead(ProfileShape(columns, period, clocks[0]), clock, notes)
 
 
@@ -195,13 +210,13 @@ class ProfileRead:
 
 async def read_profile(session: MeterSession, obis: ObisCode, start: datetime, end: datetime, *,
                        shape: ProfileShape | None = None, exclusive_start: bool = True, scalers: bool = True,
-                       with_clock: bool = False) -> ProfileRead:
+                       with_clock: bool = False, status: ObisCode | None = None) -> ProfileRead:
     """The rows of profile ``obis`` captured in [start, end] ((start, end] when ``exclusive_start``)."""
     clock: Data | None = None
     notes: list[str] = []
     read_now = shape is None
     if shape is None:
-        found = await read_shape(session, obis, scalers=scalers, with_clock=with_clock)
+        found = await read_shape(session, obis, scalers=scalers, with_clock=with_clock, status=status)
         shape, clock, notes = found.shape, found.clock, found.notes
     elif with_clock:
         clock = await session.get(8, CLOCK, 2)
@@ -213,7 +228,7 @@ async def read_profile(session: MeterSession, obis: ObisCode, start: datetime, e
         if read_now:
             raise
         # The kept shape no longer matches the buffer (a reconfigured meter): read it again.
-        found = await read_shape(session, obis, scalers=scalers)
+        found = await read_shape(session, obis, scalers=scalers, status=status)
         shape, notes, read_now = found.shape, found.notes, True
         rows = parse_profile_buffer(raw, shape.plain, shape.period or None)
     return ProfileRead(shape, rows, read_now, clock, notes)

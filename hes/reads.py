@@ -35,12 +35,13 @@ from concentrator.links import ReadMode
 from hes.db.orders import record_asset_event
 from hes.db.readings import EventRow, IntervalRow, RegisterRow, store_events, store_intervals, store_registers
 from hes.db.stored import correlation, current_correlation
+from hes.devicetypes import ProfileSpec
 from hes.errors import HesError
 from hes.events.catalog import load_catalog
 from hes.profiles import (
-    CLOCK,
     QUALITY_STATUS_FLAGGED,
     QUALITY_TIME_FILLED,
+    ProfileRead,
     dated_rows,
     deviation_of,
     integer,
@@ -58,16 +59,11 @@ from protocols.cosem.profile import ColumnRole
 from protocols.cosem.units import apply_scaler
 from protocols.cosem_datetime import ClockStatus, CosemDateTime
 from protocols.errors import DecodeError, ProtocolError, ServiceError
-from protocols.obis import ObisCode
 
 __all__ = [
-    "CLOCK",
-    "DAILY_VALUES",
-    "EVENT_LOGS",
-    "LOAD_PROFILE",
+    "MAX_REGISTERS",
     "QUALITY_STATUS_FLAGGED",
     "QUALITY_TIME_FILLED",
-    "REGISTERS",
     "WHATS",
     "ReadRequestError",
     "ReadResult",
@@ -86,23 +82,9 @@ What = Literal["clock", "registers", "profile", "daily", "events"]
 WHATS: tuple[What, ...] = ("clock", "registers", "profile", "daily", "events")
 State = Literal["EXE", "WARN", "FAIL"]
 
-LOAD_PROFILE = ObisCode(1, 0, 99, 1, 0, 255)
-DAILY_VALUES = ObisCode(1, 0, 98, 1, 0, 255)
-#: The registers an on-demand register read asks for, with the names operators know them by.
-REGISTERS: tuple[tuple[ObisCode, str], ...] = (
-    (ObisCode(1, 0, 1, 8, 0, 255), "A+ total"),
-    (ObisCode(1, 0, 1, 8, 1, 255), "A+ T1"),
-    (ObisCode(1, 0, 1, 8, 2, 255), "A+ T2"),
-    (ObisCode(1, 0, 2, 8, 0, 255), "A- total"),
-    (ObisCode(1, 0, 32, 7, 0, 255), "voltage L1"),
-)
-#: The IDIS event logs: standard, fraud detection, disconnector control.
-EVENT_LOGS: tuple[tuple[ObisCode, str], ...] = (
-    (ObisCode(0, 0, 99, 98, 0, 255), "standard"),
-    (ObisCode(0, 0, 99, 98, 1, 255), "fraud"),
-    (ObisCode(0, 0, 99, 98, 2, 255), "disconnector"),
-)
-_NAMES = {obis: name for obis, name in REGISTERS} | {CLOCK: "clock"}
+#: The most registers a device type names, for the invocation counters of a register read (reserved
+#: before the meter's type is known).
+MAX_REGISTERS = 32
 
 _DEFAULT_TOLERANCE = timedelta(seconds=60)
 _DEFAULT_SPAN = timedelta(days=1)
@@ -227,6 +209,9 @@ class Reader:
     def __init__(self, session: MeterSession, meter_id: int, hes_clock: Callable[[], datetime],
                  tolerance: timedelta | None, observations: list[str] | None = None) -> None:
         self.session = session
+        #: Where the meter has what (``hes.devicetypes``): every OBIS code read comes from it.
+        self.kind = session.target.device_type
+        self.names = {str(r.obis): r.name for r in self.kind.registers} | {str(self.kind.clock): "clock"}
         self.meter_id = meter_id
         self.hes_clock = hes_clock
         self.tolerance = tolerance
@@ -251,22 +236,24 @@ class Reader:
         return local, stamp
 
     async def clock(self) -> None:
-        local, stamp = self._clock(await self.session.get(8, CLOCK, 2))
+        clock = self.kind.clock
+        local, stamp = self._clock(await self.session.get(8, clock, 2))
         self.out.values.append(ReadValue(
-            "clock", local.astimezone(UTC), deviation_of(local), str(CLOCK), "clock", self.out.clock_offset, "s",
+            "clock", local.astimezone(UTC), deviation_of(local), str(clock), "clock", self.out.clock_offset, "s",
             stamp.clock_status if stamp.status is not None else None))
 
     async def registers(self) -> None:
-        refs = [AttributeRef(8, CLOCK, 2)]
-        for obis, _ in REGISTERS:
-            refs += [AttributeRef(3, obis, 2), AttributeRef(3, obis, 3)]
+        refs = [AttributeRef(8, self.kind.clock, 2)]
+        for r in self.kind.registers:
+            refs += [AttributeRef(r.class_id, r.obis, 2), AttributeRef(r.class_id, r.obis, 3)]
         answers = await self.session.get_many(refs)
         clock = answers[0]
         if isinstance(clock, ServiceError):
             raise clock  # without the capture time, no reading can be stored
         local, _ = self._clock(clock)
         captured, deviation = local.astimezone(UTC), deviation_of(local)
-        for index, (obis, name) in enumerate(REGISTERS):
+        for index, register in enumerate(self.kind.registers):
+            obis, name = register.obis, register.name
             value, scaler_unit = answers[1 + 2 * index], answers[2 + 2 * index]
             if isinstance(value, ServiceError) or isinstance(scaler_unit, ServiceError):
                 problem = value if isinstance(value, ServiceError) else scaler_unit
@@ -308,9 +295,19 @@ class Reader:
         local, _ = self._clock(clock)
         return local.astimezone(UTC)
 
+    def _expected(self, what: str, spec: ProfileSpec, read: ProfileRead) -> None:
+        """A profile whose capture objects are not those its device type expects: an observation, read anyway."""
+        if spec.capture and tuple(c.capture for c in read.shape.columns) != spec.capture:
+            got = ", ".join(f"{c.capture.class_id}/{c.capture.logical_name}/{c.capture.attribute_index}"
+                            for c in read.shape.columns)
+            self.observations.append(f"{what} {spec.obis} captures {got}, not what device type {self.kind.name} "
+                                     "expects: read as the meter says")
+
     async def profile(self, start: datetime, end: datetime) -> None:
-        read = await read_profile(self.session, LOAD_PROFILE, start, end, with_clock=True)
+        spec = self.kind.load_profile
+        read = await read_profile(self.session, spec.obis, start, end, with_clock=True, status=spec.status)
         self.observations.extend(read.notes)
+        self._expected("load profile", spec, read)
         now = self._meter_now(read.clock)
         dated = dated_rows(read.rows, start, end)
         rows, flagged, power = interval_rows(self.meter_id, read.shape, dated)
@@ -320,7 +317,7 @@ class Reader:
             deviation = None if local is None else deviation_of(local)
             value = apply_scaler(int(row.value), row.scaler)
             self.out.values.append(ReadValue("interval", row.interval_end, deviation, row.obis,
-                                             _NAME_TEXT.get(row.obis, row.obis), value, _unit(row.unit), row.status,
+                                             self.names.get(row.obis, row.obis), value, _unit(row.unit), row.status,
                                              row.quality))
         if dated.undated:
             self.observations.append(f"partial data: {dated.undated} profile rows without a capture time skipped")
@@ -330,15 +327,20 @@ class Reader:
         self._gaps(dated.times, start, min(end, now), read.shape.period, True, "intervals")
 
     async def daily(self, start: datetime, end: datetime) -> None:
-        read = await read_profile(self.session, DAILY_VALUES, start, end, exclusive_start=False, with_clock=True)
+        spec = self.kind.daily
+        if spec is None:
+            raise ServiceError(f"meter {self.session.target.serial}: device type {self.kind.name} has no daily values")
+        read = await read_profile(self.session, spec.obis, start, end, exclusive_start=False, with_clock=True,
+                                  status=spec.status)
         self.observations.extend(read.notes)
+        self._expected("daily values", spec, read)
         now = self._meter_now(read.clock)
         dated = dated_rows(read.rows, start, end, exclusive_start=False)
         rows = register_rows(self.meter_id, read.shape, dated)
         self.out.registers.extend(rows)
         for row in rows:
             self.out.values.append(ReadValue("daily", row.capture_time, row.deviation_minutes, row.obis,
-                                             _NAME_TEXT.get(row.obis, row.obis),
+                                             self.names.get(row.obis, row.obis),
                                              apply_scaler(int(row.value), row.scaler), _unit(row.unit)))
         if dated.undated:
             self.observations.append(f"partial data: {dated.undated} daily rows without a capture time skipped")
@@ -346,8 +348,10 @@ class Reader:
 
     async def events(self, start: datetime, end: datetime) -> None:
         read_logs = 0
-        catalog = load_catalog()
-        for log, log_name in EVENT_LOGS:
+        # The meter's own code tables where its type has them, the head-end's event table otherwise.
+        catalog = self.kind.event_catalog(load_catalog())
+        for log_spec in self.kind.event_logs:
+            log, log_name = log_spec.obis, log_spec.name
             try:
                 read = await read_profile(self.session, log, start, end, exclusive_start=False, scalers=False)
             except ServiceError as exc:
@@ -367,7 +371,7 @@ class Reader:
                     self.observations.append(f"partial data: a {log_name} event without time or code skipped")
                     continue
                 at = row.time.astimezone(UTC)
-                # Named (and graded, for the event bus) by the configurable event table.
+                # Named (and graded, for the event bus) by the meter's code table.
                 name = catalog.lookup_obis(str(log), code).name
                 self.out.events.append(EventRow(self.meter_id, str(log), code, at, name))
                 self.out.values.append(ReadValue("event", at, deviation_of(row.time), str(log),
@@ -375,9 +379,6 @@ class Reader:
         if not read_logs:
             raise ServiceError(f"meter {self.session.target.serial}: no event log could be read")
         self.out.values.sort(key=lambda v: (v.time or datetime.min.replace(tzinfo=UTC), v.obis))
-
-
-_NAME_TEXT = {str(obis): name for obis, name in _NAMES.items()}
 
 
 def _unit(unit: int | None) -> str:
@@ -393,7 +394,7 @@ def counter_budget(what: What, start: datetime | None, end: datetime | None) -> 
     if what == "clock":
         return base + 2
     if what == "registers":
-        return base + 2 + 2 * len(REGISTERS)  # GET-with-list, or one GET per attribute when not granted
+        return base + 2 + 2 * MAX_REGISTERS  # GET-with-list, or one GET per attribute when not granted
     span = (end - start) if start is not None and end is not None else _DEFAULT_SPAN
     if what == "profile":
         rows, row_bytes = span / timedelta(minutes=15), 50

@@ -8,12 +8,15 @@ already known is updated (address, keys), never duplicated, and a decommissioned
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -25,8 +28,16 @@ from hes.db.concentrators import record_contacts
 from hes.db.devices import ConcentratorFacts, MeterFacts, concentrator_facts, meter_facts
 from hes.db.engine import create_engine_for, session_factory, storage_errors
 from hes.db.migrate import upgrade
-from hes.db.models import POLICIES, AssetEvent, Concentrator, Meter, utcnow
+from hes.db.models import POLICIES, AssetEvent, Concentrator, DeviceTypeRow, Meter, utcnow
 from hes.db.orders import record_asset_event, record_audit
+from hes.devicetypes import (
+    Catalogue,
+    DeviceType,
+    DeviceTypeError,
+    read_device_type,
+    shipped_types,
+    stored_device_types,
+)
 from hes.errors import HesError
 from hes.keys import MasterKey, load_master_key, secret_aad
 from hes.model import (
@@ -39,6 +50,7 @@ from hes.model import (
     Route,
     ViaConcentrator,
 )
+from hes.registry_file import RegistryFileError, read_registry_file
 
 __all__ = [
     "ConcentratorInfo",
@@ -49,6 +61,12 @@ __all__ = [
     "UnknownConcentrator",
     "UnknownMeter",
 ]
+
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the device types read from the database are used before they are read again.
+CATALOGUE_TTL = 60.0
 
 
 class RegistryError(HesError):
@@ -167,25 +185,6 @@ def _check_security(security: MeterSecurity, what: str) -> None:
                 raise RegistryError(f"{what}: HLS-GMAC with suite 0 needs a 16-byte {name}")
 
 
-class _ManifestSecurity(Protocol):
-    """The security of a manifest device, as ``simulators.manifest`` reads it (hex already decoded)."""
-
-    @property
-    def policy(self) -> str: ...
-    @property
-    def password(self) -> bytes | None: ...
-    @property
-    def system_title(self) -> bytes | None: ...
-    @property
-    def ek(self) -> bytes | None: ...
-    @property
-    def ak(self) -> bytes | None: ...
-
-
-def _from_config(config: _ManifestSecurity) -> MeterSecurity:
-    return MeterSecurity(cast(Policy, config.policy), config.password, config.system_title, config.ek, config.ak)
-
-
 class Registry:
     """Concentrators and meters in the HES database, keys encrypted with ``master_key``."""
 
@@ -198,6 +197,8 @@ class Registry:
         self._sessions = session_factory(engine)
         self._clock = clock
         self._dc_securities: dict[tuple[str, datetime | None], MeterSecurity] = {}
+        self._catalogue: Catalogue | None = None
+        self._catalogue_read = 0.0
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Registry:
@@ -226,69 +227,85 @@ class Registry:
     # --- import ----------------------------------------------------------------------------------------
 
     def import_manifest(self, path: str | os.PathLike[str], *, who: str = "system") -> ImportSummary:
-        """Register every concentrator, DC meter and p2p meter of a fleet manifest (idempotent)."""
-        # Imported here: the manifest reader pulls in the simulators' protocol set-up, which no other
-        # registry command needs (the CLI starts faster without it).
-        from simulators.manifest import ManifestError, read_manifest
+        """Register the concentrators and meters of a registry file (``hes.registry_file``), idempotently.
 
+        A device already known is updated (address, link, keys, device type), never duplicated; a
+        decommissioned meter stays so; a discovered meter (found in a DC's table) is commissioned
+        now that its keys are given. One transaction: a file with one bad device imports nothing.
+        """
         try:
-            manifest = read_manifest(path)
-        except ManifestError as exc:
+            content = read_registry_file(path)
+        except RegistryFileError as exc:
             raise RegistryError(str(exc)) from None
         counts = {"ca": 0, "cu": 0, "ma": 0, "mu": 0}
         now = self._clock()
+        source = os.fspath(path)
         with self._session() as session:
-            known = {c.id: c for c in session.scalars(select(Concentrator))}
-            meters = {m.serial: m for m in session.scalars(select(Meter))}
-            new_meters: list[Meter] = []
-            for dc in manifest.concentrators:
-                security = _from_config(dc.security)
-                _check_security(security, f"concentrator {dc.id}")
+            known = {c.id: c for c in session.scalars(select(Concentrator).where(
+                Concentrator.id.in_([dc.id for dc in content.concentrators])))} if content.concentrators else {}
+            for dc in content.concentrators:
+                _check_security(dc.security, f"concentrator {dc.id}")
                 row = known.get(dc.id)
                 counts["cu" if row is not None else "ca"] += 1
                 if row is None:
-                    row = Concentrator(id=dc.id, created_at=now)
+                    row = known[dc.id] = Concentrator(id=dc.id, created_at=now)
                     session.add(row)
-                row.host, row.port, row.wport = dc.host, dc.port, dc.logical_device
+                row.host, row.port, row.wport = dc.host, dc.port, dc.wport
                 row.client_sap, row.network_id, row.updated_at = dc.client_sap, dc.network_id, now
-                self._seal(row, "concentrator", dc.id, security)
-                session.flush()
-                for m in dc.meters:
-                    meter_security = _from_config(m.security)
-                    _check_security(meter_security, f"meter {m.serial}")
-                    meter = meters.get(m.serial)
-                    if meter is None:
-                        meter = self._new_meter(m.serial, now)
-                        meters[m.serial] = meter
-                        new_meters.append(meter)
-                        session.add(meter)
-                        counts["ma"] += 1
-                    else:
-                        counts["mu"] += 1
-                    self._link_dc(meter, dc.id, m.logical_device, m.physical_address, m.client_sap)
-                    meter.updated_at = now
-                    self._seal(meter, "meter", m.serial, meter_security)
-            for p in manifest.p2p:
-                meter_security = _from_config(p.security)
-                _check_security(meter_security, f"meter {p.serial}")
-                meter = meters.get(p.serial)
+                row.medium, row.response_deadline_s, row.max_sessions = dc.medium, dc.response_deadline, dc.max_sessions
+                self._seal(row, "concentrator", dc.id, dc.security)
+            session.flush()
+            serials = [m.serial for m in content.meters]
+            meters: dict[str, Meter] = {}
+            for start in range(0, len(serials), 500):
+                meters.update((m.serial, m) for m in session.scalars(select(Meter).where(
+                    Meter.serial.in_(serials[start:start + 500]))))
+            wanted_dcs = {m.concentrator for m in content.meters if m.concentrator is not None} - set(known)
+            if wanted_dcs:
+                known.update((c.id, c) for c in session.scalars(select(Concentrator).where(
+                    Concentrator.id.in_(sorted(wanted_dcs)))))
+            new_meters: list[Meter] = []
+            commissioned: list[Meter] = []
+            for entry in content.meters:
+                _check_security(entry.security, f"meter {entry.serial}")
+                if entry.concentrator is not None and entry.concentrator not in known:
+                    raise RegistryError(f"registry file {source}: meter {entry.serial}: concentrator "
+                                        f"{entry.concentrator} is neither in the file nor registered")
+                meter = meters.get(entry.serial)
                 if meter is None:
-                    meter = self._new_meter(p.serial, now)
-                    meters[p.serial] = meter
+                    meter = meters[entry.serial] = self._new_meter(entry.serial, now)
                     new_meters.append(meter)
                     session.add(meter)
                     counts["ma"] += 1
                 else:
                     counts["mu"] += 1
-                self._link_direct(meter, p.host, p.port, cast(Interface, p.interface), p.client_sap, p.server_sap,
-                                  p.physical_address)
+                    if meter.state == "discovered":
+                        meter.state, meter.commissioning_date = "commissioned", now.date()
+                        commissioned.append(meter)
+                if entry.concentrator is not None and entry.physical_address is not None:
+                    logical_device = entry.logical_device if entry.logical_device is not None else meter.logical_device
+                    if logical_device is None:
+                        raise RegistryError(f"registry file {source}: meter {entry.serial}: logical_device is missing "
+                                            f"(its concentrated logical device in {entry.concentrator})")
+                    self._link_dc(meter, entry.concentrator, logical_device, entry.physical_address,
+                                  entry.client_sap)
+                    meter.missing_since = None
+                else:
+                    self._link_direct(meter, entry.host or "", entry.port or 0, entry.interface, entry.client_sap,
+                                      entry.server_sap, entry.hdlc_address)
+                for name in ("device_type", "make", "model", "firmware"):
+                    value = getattr(entry, name)
+                    if value is not None:
+                        setattr(meter, name, value)
                 meter.updated_at = now
-                self._seal(meter, "meter", p.serial, meter_security)
+                self._seal(meter, "meter", entry.serial, entry.security)
             session.flush()
             for meter in new_meters:
-                record_asset_event(session, meter.id, "installed", f"imported from {os.fspath(path)}", when=now)
+                record_asset_event(session, meter.id, "installed", f"imported from {source}", when=now)
+            for meter in commissioned:
+                record_asset_event(session, meter.id, "commissioned", f"keys imported from {source}", when=now)
             summary = ImportSummary(counts["ca"], counts["cu"], counts["ma"], counts["mu"])
-            record_audit(session, who, f"registry import {os.fspath(path)}", f"OK {summary.to_json()}", when=now)
+            record_audit(session, who, f"registry import {source}", f"OK {summary.to_json()}", when=now)
         return summary
 
     def _new_meter(self, serial: str, now: datetime) -> Meter:
@@ -517,7 +534,8 @@ class Registry:
                 dc_client_sap=dc.client_sap, management_wport=dc.wport, logical_device=facts.logical_device,
                 network_id=dc.network_id, physical_address=facts.dc_physical_address, mode=mode,
                 medium=cast(Medium, dc.medium), response_deadline=dc.response_deadline)
-            return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap)
+            return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap,
+                               device_type=self.device_type_of(facts))
         if (facts.host is None or facts.port is None) and facts.serial_device is None:
             raise RegistryError(f"meter {serial!r} has neither a concentrator nor an address")
         security = self._open_secrets("meter", serial, facts.security_policy, facts.system_title, facts.password_enc,
@@ -526,7 +544,53 @@ class Registry:
             host=facts.host or "", port=facts.port or 0, interface=cast(Interface, facts.interface or "wrapper"),
             client_sap=facts.client_sap, server_sap=facts.server_sap or 1,
             physical_address=facts.hdlc_physical_address, serial_device=facts.serial_device)
-        return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap)
+        return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap,
+                           device_type=self.device_type_of(facts))
+
+    # --- device types ----------------------------------------------------------------------------------
+
+    def device_types(self) -> Catalogue:
+        """The shipped and added device types, read again at most every ``CATALOGUE_TTL`` seconds (a type added
+        by another process is seen within that time)."""
+        now = time.monotonic()
+        if self._catalogue is None or now - self._catalogue_read >= CATALOGUE_TTL:
+            with self._session() as session:
+                added = stored_device_types(session)
+            self._catalogue, self._catalogue_read = Catalogue(added), now
+        return self._catalogue
+
+    def device_type_of(self, facts: MeterFacts) -> DeviceType:
+        """A meter's device type: by its name, else by its make, model and firmware, else the default type."""
+        catalogue = self.device_types()
+        if facts.device_type is not None and catalogue.get(facts.device_type) is None:
+            self._catalogue = None  # perhaps added since: read again once
+            catalogue = self.device_types()
+        try:
+            return catalogue.for_meter(facts.device_type, facts.make, facts.model, facts.firmware)
+        except DeviceTypeError as exc:
+            raise RegistryError(f"meter {facts.serial}: {exc}") from None
+
+    def add_device_type(self, path: str | os.PathLike[str], *, who: str = "system") -> tuple[DeviceType, bool]:
+        """Add (or replace) a device type from its file, checked first; (the type, whether it replaced one)."""
+        kind, document = read_device_type(path)
+        now = self._clock()
+        with self._session() as session:
+            row = session.get(DeviceTypeRow, kind.name)
+            replaced = row is not None or kind.name in shipped_types()
+            if row is None:
+                session.add(DeviceTypeRow(name=kind.name, definition=json.dumps(document), added_by=who, added_at=now))
+            else:
+                row.definition, row.added_by, row.added_at = json.dumps(document), who, now
+            record_audit(session, who, f"devicetype add {kind.name} from {os.fspath(path)}",
+                         "OK, replaced" if replaced else "OK", when=now)
+        self._catalogue = None
+        return kind, replaced
+
+    def device_type_meters(self) -> dict[str | None, int]:
+        """Meters per device type name as registered (None: no name; their type is found by make and model)."""
+        with self._session() as session:
+            return {name: int(count) for name, count in session.execute(
+                select(Meter.device_type, func.count()).group_by(Meter.device_type))}
 
     def management_target(self, dc: ConcentratorFacts) -> MeterTarget:
         """How to reach a DC itself: its management logical device, with its own security."""

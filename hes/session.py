@@ -333,7 +333,10 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
         if isinstance(route, ViaConcentrator) and route.mode == "gateway":
             self._gateway = GatewayAddress(route.network_id, route.physical_address)
         self._rng = rng
-        self._max_receive_pdu_size = max_receive_pdu_size
+        # The largest APDU the meter is asked to send us: the caller's, or the device type's when it sets one.
+        own = target.device_type.limits.max_pdu
+        self._max_receive_pdu_size = own if own is not None and max_receive_pdu_size == 0xFFFF else \
+            max_receive_pdu_size
         self._association = self._new_association(counters.start, counters.last_received)
 
     def _move(self, state: SessionState) -> None:
@@ -659,12 +662,22 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
         return decode_data_exact(await self.get_raw(class_id, obis, attribute, access))
 
     async def get_many(self, items: Sequence[AttributeRef | tuple[int, ObisCode, int]]) -> list[Data | ServiceError]:
-        """Several attributes: one GET-with-list when the server granted it, else one GET each.
+        """Several attributes: GET-with-list when the server granted it (at most the device type's
+        ``max_get_with_list`` per request), else one GET each.
 
         Each entry is the value or the ``ServiceError`` for that attribute alone; errors that end the
         whole exchange (transport, security) are raised.
         """
         refs = [item if isinstance(item, AttributeRef) else AttributeRef(*item) for item in items]
+        largest = self.target.device_type.limits.max_get_with_list
+        if largest is not None and len(refs) > largest:
+            out: list[Data | ServiceError] = []
+            for start in range(0, len(refs), largest):
+                out += await self.get_many(refs[start:start + largest])
+            return out
+        return await self._get_list(refs)
+
+    async def _get_list(self, refs: list[AttributeRef]) -> list[Data | ServiceError]:
         if not refs:
             return []
         if not self._association.conformance & Conformance.MULTIPLE_REFERENCES or len(refs) == 1:

@@ -1,26 +1,26 @@
-"""The support check: does a meter have the object a command reads? From its own object list, or its model's.
+"""The support check: can a meter run a command? From its device type, and from its own object list when read.
 
-Two sources, the first that knows wins: the meter's own object list, read from its association
-(``0.0.40.0.0.255`` attribute 2, by ``discover``) and cached in ``meter_objects``; else the list an
-engineer declared for the meter's make and model (``declare_model``, ``model_objects``). When neither
-knows the meter, the check cannot say no and the command runs (the meter's own answer then decides).
-Objects are written ``class_id/OBIS``, e.g. ``7/1.0.99.1.0.255``.
+A command needs objects, and the meter's device type (``hes.devicetypes``) says where they are:
+``profile`` its load profile, ``daily`` its daily values, ``events`` one of its event logs,
+``registers`` its clock and one of its registers, ``clock`` its clock, ``disconnect`` and
+``reconnect`` its disconnect control. A type without one of them (a meter without daily values,
+without a relay) cannot run the command. When the meter's own object list is known (read from its
+association, ``0.0.40.0.0.255`` attribute 2, by ``discover``, and kept in ``meter_objects``), the
+objects must also be there. Objects are written ``class_id/OBIS``, e.g. ``7/1.0.99.1.0.255``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hes.commands import DISCONNECT_CONTROL
 from hes.db.engine import session_factory, storage_errors
 from hes.db.models import utcnow
+from hes.devicetypes import DeviceType
 from hes.errors import HesError
 from hes.model import ViaConcentrator
-from hes.reads import CLOCK, DAILY_VALUES, EVENT_LOGS, LOAD_PROFILE, REGISTERS
 from hes.runner import Finish, Job, Observations
 from hes.session import MeterSession
 from protocols.axdr import DataTag
@@ -28,45 +28,59 @@ from protocols.cosem.association import ObjectListElement
 from protocols.errors import DlmsError, ProtocolError
 from protocols.obis import ObisCode
 from scheduler.contract import Command, ExecutionContext
-from scheduler.models import MeterObjects, ModelObjects
+from scheduler.models import MeterObjects
 
 __all__ = [
     "ASSOCIATION_LN",
-    "REQUIREMENTS",
     "CapabilityError",
-    "KnownObjects",
-    "declare_model",
     "discover",
-    "known_objects",
+    "meter_objects",
     "missing_object",
     "object_key",
     "record_meter_objects",
+    "requirements",
 ]
 
 ASSOCIATION_LN = ObisCode(0, 0, 40, 0, 0, 255)
 
 
 class CapabilityError(HesError):
-    """A declared object list that cannot be right (a malformed ``class_id/OBIS``)."""
+    """An object list that cannot be right (a malformed ``class_id/OBIS``), or a discovery that failed."""
 
 
 def object_key(class_id: int, obis: ObisCode | str) -> str:
     return f"{class_id}/{obis}"
 
 
-#: Per command: groups of objects; the meter must have at least one object of every group. These are
-#: the objects the executors read (``hes.reads``): the daily values at 1.0.98.1.0.255 exactly, one
-#: event log at least, the clock and one register at least for a register read; the relay orders act
-#: on the disconnect control (IC 70) at 0.0.96.3.10.255.
-REQUIREMENTS: Mapping[Command, tuple[tuple[str, ...], ...]] = {
-    "profile": ((object_key(7, LOAD_PROFILE),),),
-    "daily": ((object_key(7, DAILY_VALUES),),),
-    "events": (tuple(object_key(7, obis) for obis, _ in EVENT_LOGS),),
-    "registers": ((object_key(8, CLOCK),), tuple(object_key(3, obis) for obis, _ in REGISTERS)),
-    "clock": ((object_key(8, CLOCK),),),
-    "disconnect": ((object_key(70, DISCONNECT_CONTROL),),),
-    "reconnect": ((object_key(70, DISCONNECT_CONTROL),),),
-}
+def requirements(device_type: DeviceType, command: Command) -> tuple[tuple[str, ...], ...] | None:
+    """What ``command`` needs on a meter of ``device_type``: groups of objects, one of each group at least; None
+    when the type has nothing the command could use."""
+    kind = device_type
+    if command == "profile":
+        return ((object_key(7, kind.load_profile.obis),),)
+    if command == "daily":
+        return None if kind.daily is None else ((object_key(7, kind.daily.obis),),)
+    if command == "events":
+        return (tuple(object_key(7, log.obis) for log in kind.event_logs),) if kind.event_logs else None
+    if command == "registers":
+        return ((object_key(8, kind.clock),), tuple(object_key(r.class_id, r.obis) for r in kind.registers))
+    if command == "clock":
+        return ((object_key(8, kind.clock),),)
+    return None if kind.relay is None else ((object_key(70, kind.relay),),)  # disconnect, reconnect
+
+
+def missing_object(command: Command, device_type: DeviceType, objects: frozenset[str] | None) -> str | None:
+    """None when a meter of ``device_type`` (with ``objects``, when its own list is known) can run ``command``;
+    else what it lacks, for the report."""
+    needed = requirements(device_type, command)
+    if needed is None:
+        return f"{command} objects in device type {device_type.name}"
+    if objects is None:
+        return None
+    for group in needed:
+        if not any(key in objects for key in group):
+            return " or ".join(group)
+    return None
 
 
 def _normalise(objects: Iterable[str]) -> list[str]:
@@ -80,55 +94,17 @@ def _normalise(objects: Iterable[str]) -> list[str]:
     return sorted(out)
 
 
-def missing_object(command: Command, objects: frozenset[str] | set[str]) -> str | None:
-    """None when ``objects`` support ``command``; else which object is missing, for the report."""
-    for group in REQUIREMENTS[command]:
-        if not any(key in objects for key in group):
-            return " or ".join(group)
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class KnownObjects:
-    """The objects a meter is known to have and where that knowledge comes from."""
-
-    objects: frozenset[str]
-    source: str
-
-
-def known_objects(session: Session, meters: Sequence[tuple[int, str | None, str | None]]) -> dict[int, KnownObjects]:
-    """For (meter id, make, model) triples: what is known of each meter's objects (absent: nothing known)."""
-    known: dict[int, KnownObjects] = {}
-    ids = [meter_id for meter_id, _, _ in meters]
+def meter_objects(session: Session, meter_ids: Sequence[int]) -> dict[int, tuple[frozenset[str], str]]:
+    """The object lists read from these meters (absent: not read), with where each came from."""
+    known: dict[int, tuple[frozenset[str], str]] = {}
+    ids = list(meter_ids)
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         for meter_id, objects, source in session.execute(
-            select(MeterObjects.meter_id, MeterObjects.objects, MeterObjects.source)
-            .where(MeterObjects.meter_id.in_(chunk))
-        ):
-            known[meter_id] = KnownObjects(frozenset(objects), f"object list read from the meter ({source})")
-    models = {(make, model): frozenset(objects) for make, model, objects in
-              session.execute(select(ModelObjects.make, ModelObjects.model, ModelObjects.objects))}
-    if models:
-        for meter_id, make, model in meters:
-            declared = models.get((make or "", model or ""))
-            if meter_id not in known and declared is not None:
-                known[meter_id] = KnownObjects(declared, f"objects declared for {make} {model}")
+                select(MeterObjects.meter_id, MeterObjects.objects, MeterObjects.source)
+                .where(MeterObjects.meter_id.in_(chunk))):
+            known[meter_id] = (frozenset(objects), f"object list read from the meter ({source})")
     return known
-
-
-def declare_model(engine: Engine, make: str, model: str, objects: Iterable[str]) -> list[str]:
-    """Declare the objects every meter of ``make``/``model`` has (replaces an earlier declaration)."""
-    if not make or not model:
-        raise CapabilityError("a declaration needs both a make and a model")
-    normalised = _normalise(objects)
-    with storage_errors(engine), session_factory(engine)() as session, session.begin():
-        row = session.get(ModelObjects, (make, model))
-        if row is None:
-            session.add(ModelObjects(make=make, model=model, objects=normalised, updated_at=utcnow()))
-        else:
-            row.objects, row.updated_at = normalised, utcnow()
-    return normalised
 
 
 def _record(session: Session, meter_id: int, objects: Iterable[str], source: str) -> list[str]:

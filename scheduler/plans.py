@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Concentrator, Meter, utcnow
 from hes.db.orders import record_audit
+from hes.devicetypes import Catalogue, DeviceTypeError, stored_device_types
 from hes.errors import HesError
-from scheduler.capabilities import known_objects, missing_object
+from scheduler.capabilities import meter_objects, missing_object
 from scheduler.contract import COMMANDS, RELAY_COMMANDS, Command
 from scheduler.models import ITEM_FINAL_STATES, SELECTION_KINDS, TRIGGER_KINDS, MeterTag, Plan, PlanItem, PlanRun
 
@@ -664,7 +665,8 @@ class Plans:
 
     def _select(self, session: Session, kind: str, selection: Any) -> tuple[list[Any], list[str]]:
         """The meters (rows of id, serial, DC, state, make, model) of a selection, and notes on what is missing."""
-        columns = (Meter.id, Meter.serial, Meter.concentrator_id, Meter.state, Meter.make, Meter.model)
+        columns = (Meter.id, Meter.serial, Meter.concentrator_id, Meter.state, Meter.make, Meter.model, Meter.firmware,
+                   Meter.device_type)
         notes: list[str] = []
         if kind == "list":
             serials = list(dict.fromkeys(cast(list[str], selection)))
@@ -689,7 +691,8 @@ class Plans:
     def _items(self, session: Session, run: PlanRun, meters: Sequence[Any], commands: Sequence[Command],
                due: datetime) -> Iterator[dict[str, Any]]:
         """Work item rows: DCs interleaved, a meter's commands in order; unsupported and unserviceable ones final."""
-        known = known_objects(session, [(m.id, m.make, m.model) for m in meters])
+        catalogue = Catalogue(stored_device_types(session))
+        known = meter_objects(session, [m.id for m in meters])
         by_dc: dict[str | None, list[Any]] = defaultdict(list)
         for meter in meters:
             by_dc[meter.concentrator_id].append(meter)
@@ -700,7 +703,11 @@ class Plans:
         ordered = (queue[index] for index in range(depth) for queue in queues if index < len(queue))
         now = run.created_at
         for meter in ordered:
-            objects = known.get(meter.id)
+            objects, source = known.get(meter.id, (None, None))
+            try:
+                device_type = catalogue.for_meter(meter.device_type, meter.make, meter.model, meter.firmware)
+            except DeviceTypeError:
+                device_type = None  # an unknown type name: the executor says so, with the meter
             for command in commands:
                 item: dict[str, Any] = {
                     "run_id": run.id, "meter_id": meter.id, "serial": meter.serial,
@@ -711,12 +718,12 @@ class Plans:
                 if meter.state != "commissioned":
                     item.update(state="FAIL", finished_at=now,
                                 reason=f"meter {meter.serial} is {meter.state}, not commissioned: not run")
-                elif objects is not None:
-                    absent = missing_object(command, objects.objects)
+                elif device_type is not None:
+                    absent = missing_object(command, device_type, objects)
                     if absent is not None:
+                        why = source or f"device type {device_type.name}"
                         item.update(state="UNSUPPORTED", finished_at=now,
-                                    reason=f"not supported: meter {meter.serial} has no {absent} "
-                                           f"({objects.source}); not run")
+                                    reason=f"not supported: meter {meter.serial} has no {absent} ({why}); not run")
                 yield item
 
     def _finish(self, session: Session, run_id: int, now: datetime) -> bool:

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from hes.db.engine import storage_errors
 from hes.db.models import Concentrator, EventRecord, IntervalValue, Meter, RegisterReading
+from hes.devicetypes import Catalogue, DeviceTypeError, default_type, stored_device_types
 from hes.errors import HesError
-from hes.reads import LOAD_PROFILE
 from scheduler.collection_models import CollectionWatermark, MeterCollection
 
 __all__ = [
@@ -137,19 +137,30 @@ def completeness(engine: Engine, day: date, *, threshold: float = DEFAULT_THRESH
     with storage_errors(engine), Session(engine) as session:
         meters = session.execute(select(
             Meter.id, Meter.serial, Meter.state, Meter.commissioning_date, Meter.decommissioning_date,
+            Meter.device_type, Meter.make, Meter.model, Meter.firmware,
         ).where(Meter.state.in_(("commissioned", "decommissioned")), or_(
             Meter.commissioning_date.is_(None), Meter.commissioning_date <= day,
         ), or_(Meter.decommissioning_date.is_(None), Meter.decommissioning_date >= day)).order_by(Meter.serial)).all()
-        periods: dict[int, int | None] = {ident: period for ident, period in session.execute(select(
-            CollectionWatermark.meter_id, CollectionWatermark.period_seconds,
-        ).where(CollectionWatermark.profile_obis == str(LOAD_PROFILE)))}
+        # Each meter's load profile is where its device type says: its watermark there has the capture period.
+        catalogue = Catalogue(stored_device_types(session))
+        profile_of: dict[int, str] = {}
+        for row in meters:
+            try:
+                kind = catalogue.for_meter(row.device_type, row.make, row.model, row.firmware)
+            except DeviceTypeError:
+                kind = default_type()
+            profile_of[row.id] = str(kind.load_profile.obis)
+        periods: dict[int, int | None] = {ident: period for ident, obis, period in session.execute(select(
+            CollectionWatermark.meter_id, CollectionWatermark.profile_obis, CollectionWatermark.period_seconds,
+        ).where(CollectionWatermark.profile_obis.in_(sorted(set(profile_of.values()) or {"-"}))))
+            if profile_of.get(ident) == obis}
         stored: dict[int, int] = {ident: int(count) for ident, count in session.execute(select(
             IntervalValue.meter_id, func.count(func.distinct(IntervalValue.interval_end)),
         ).where(IntervalValue.interval_end > start, IntervalValue.interval_end <= upper)
             .group_by(IntervalValue.meter_id))}
     judged: list[MeterCompleteness] = []
     excluded: list[tuple[str, str]] = []
-    for ident, serial, state, commissioned, decommissioned in meters:
+    for ident, serial, state, commissioned, decommissioned, *_type in meters:
         if commissioned == day:
             excluded.append((serial, "commissioned during the day"))
             continue

@@ -24,7 +24,8 @@ _METER_SQL = (
     "SELECT m.id, m.serial, m.state, m.decommissioning_date, m.concentrator_id, m.logical_device, "
     "m.dc_physical_address, m.host, m.port, m.interface, m.server_sap, m.hdlc_physical_address, m.serial_device, "
     "m.client_sap, m.security_policy, m.system_title, m.password_enc, m.ek_enc, m.ak_enc, m.device_type, "
-    "m.created_at, c.id, c.host, c.port, c.wport, c.client_sap, c.network_id, c.security_policy, c.system_title, "
+    "m.created_at, m.make, m.model, m.firmware, c.id, c.host, c.port, c.wport, c.client_sap, c.network_id, "
+    "c.security_policy, c.system_title, "
     "c.password_enc, c.ek_enc, c.ak_enc, c.updated_at, c.medium, c.response_deadline_s, c.reachable, "
     "c.last_attempt, c.last_contact, c.unreachable_since, c.clock_checked_at, c.clock_deviation_s "
     "FROM meters m LEFT JOIN concentrators c ON c.id = m.concentrator_id WHERE m.serial = ?"
@@ -90,6 +91,9 @@ class MeterFacts:
     ak_enc: bytes | None
     device_type: str | None
     created_at: datetime | None
+    make: str | None
+    model: str | None
+    firmware: str | None
     concentrator: ConcentratorFacts | None
 
 
@@ -107,13 +111,14 @@ def meter_facts(connection: Connection, serial: str) -> MeterFacts | None:
     if row is None:
         return None
     (ident, serial_, state, decommissioned, dc_id, logical_device, physical, host, port, interface, server_sap,
-     hdlc_address, serial_device, client_sap, policy, title, password, ek, ak, device_type, created, c_id) = row[:22]
-    concentrator = None if c_id is None else _concentrator(row[21:])
+     hdlc_address, serial_device, client_sap, policy, title, password, ek, ak, device_type, created, make, model,
+     firmware, c_id) = row[:25]
+    concentrator = None if c_id is None else _concentrator(row[24:])
     return MeterFacts(
         int(ident), str(serial_), str(state), from_db_date(decommissioned), dc_id, _int(logical_device),
         _bytes(physical), host, _int(port), interface, _int(server_sap), _int(hdlc_address), serial_device,
         int(client_sap), str(policy), _bytes(title), _bytes(password), _bytes(ek), _bytes(ak), device_type,
-        from_db(created), concentrator)
+        from_db(created), make, model, firmware, concentrator)
 
 
 def _concentrator(row: Any) -> ConcentratorFacts:

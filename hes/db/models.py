@@ -37,6 +37,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Concentrator",
+    "DeviceTypeRow",
     "EventRecord",
     "IntervalValue",
     "InvocationCounter",
@@ -309,3 +310,15 @@ class AuditEntry(Base):
 
     __table_args__ = (Index("ix_audit_trail_at", "at"),)
 
+
+
+class DeviceTypeRow(Base):
+    """A device type added by an engineer (``hes devicetype add``): its file, who added it and when."""
+
+    __tablename__ = "device_types"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The JSON document as added (``hes.devicetypes``, format ``hes-devicetype/1``).
+    definition: Mapped[str] = mapped_column(Text)
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +28,12 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from hes.db.models import Meter, utcnow
 from hes.db.readings import EventRow
 from hes.db.stored import StoredBatch, add_listener
+from hes.devicetypes import Catalogue, DeviceType, DeviceTypeError, default_type, stored_device_types
 from hes.events.catalog import Catalog, CatalogError, Criticality, EventDefinition, default_catalog, load_catalog
 from hes.events.models import MqttMessage
 
@@ -158,25 +161,61 @@ def queue(connection: Connection, messages: Iterable[OutboxMessage]) -> int:
     return len(connection.execute(statement).all())
 
 
-def _routes(connection: Connection, meter_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+def _routes(connection: Connection, meter_ids: Sequence[int]) -> dict[int, tuple[str, str | None, DeviceType]]:
+    """Each meter's serial, concentrator and device type (whose code tables name its events)."""
     found = connection.execute(
-        select(Meter.id, Meter.serial, Meter.concentrator_id).where(Meter.id.in_(list(meter_ids))))
-    return {ident: (serial, dc) for ident, serial, dc in found}
+        select(Meter.id, Meter.serial, Meter.concentrator_id, Meter.device_type, Meter.make, Meter.model,
+               Meter.firmware).where(Meter.id.in_(list(meter_ids))))
+    catalogue = _catalogue(connection)
+    out = {}
+    for ident, serial, dc, name, make, model, firmware in found:
+        try:
+            kind = catalogue.for_meter(name, make, model, firmware)
+        except DeviceTypeError:
+            kind = default_type()
+        out[ident] = (serial, dc, kind)
+    return out
+
+
+_catalogue_cache: list[tuple[float, Catalogue]] = []
+#: Seconds the device types read from the database are used before they are read again.
+_CATALOGUE_TTL = 60.0
+
+
+def _catalogue(connection: Connection) -> Catalogue:
+    now = time.monotonic()
+    if not _catalogue_cache or now - _catalogue_cache[0][0] >= _CATALOGUE_TTL:
+        with Session(bind=connection) as session:
+            _catalogue_cache[:] = [(now, Catalogue(stored_device_types(session)))]
+    return _catalogue_cache[0][1]
 
 
 def event_messages(connection: Connection, rows: Sequence[EventRow], *, source: str,
                    catalog: Catalog | None = None, threshold: Criticality | None = None) -> list[OutboxMessage]:
-    """Messages for the stored meter events at or above ``threshold`` (default ``min_criticality()``)."""
+    """Messages for the stored meter events at or above ``threshold`` (default ``min_criticality()``), each named
+    and graded by its meter's device type's code table where it has one, else by the event table."""
     catalog = catalog or load_catalog()
     threshold = min_criticality() if threshold is None else threshold
-    graded = [(row, catalog.lookup_obis(row.log_obis, row.event_code)) for row in rows]
+    routes = _routes(connection, sorted({row.meter_id for row in rows}))
+    tables: dict[str, Catalog] = {}
+
+    def table(meter_id: int) -> Catalog:
+        route = routes.get(meter_id)
+        if route is None:
+            return catalog
+        kind = route[2]
+        known = tables.get(kind.name)
+        if known is None:
+            known = tables[kind.name] = kind.event_catalog(catalog)
+        return known
+
+    graded = [(row, table(row.meter_id).lookup_obis(row.log_obis, row.event_code)) for row in rows]
     graded = [(row, definition) for row, definition in graded if definition.criticality >= threshold]
     if not graded:
         return []
-    routes = _routes(connection, sorted({row.meter_id for row, _ in graded}))
     messages = []
     for row, definition in graded:
-        serial, dc = routes.get(row.meter_id, (f"meter-{row.meter_id}", None))
+        serial, dc, _kind = routes.get(row.meter_id, (f"meter-{row.meter_id}", None, default_type()))
         messages.append(event_message(definition, serial, dc, row.log_obis, row.event_time, source=source))
     return messages
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from hes.db.readings import IntervalRow, RegisterRow
 from hes.profiles import ProfileRead, dated_rows, interval_rows, register_rows
-from scheduler.n2pload.plan import DAILY, DEFAULT_PERIOD, PROFILE, Kind, Plan
+from scheduler.n2pload.plan import DEFAULT_PERIOD, Kind, Plan
 
 __all__ = ["GAP_GIVE_UP_ATTEMPTS", "Assembled", "Gap", "assemble"]
 
@@ -61,7 +61,7 @@ def _periods(span: timedelta, seconds: int) -> int:
 def assemble(plan: Plan, kind: Kind, read: ProfileRead) -> Assembled:
     """The rows to store, the gaps, where the watermark goes, and what to say (``DecodeError``: a corrupted answer)."""
     shape = read.shape
-    period = shape.period or (86400 if kind is DAILY else DEFAULT_PERIOD)
+    period = shape.period or (DEFAULT_PERIOD if kind.profile else 86400)
     dated = dated_rows(read.rows, plan.start, plan.end)
     times = dated.times
 
@@ -99,7 +99,7 @@ def assemble(plan: Plan, kind: Kind, read: ProfileRead) -> Assembled:
     observations: list[str] = []
     intervals: list[IntervalRow] = []
     registers: list[RegisterRow] = []
-    if kind is PROFILE:
+    if kind.profile:
         intervals, flagged, power = interval_rows(plan.meter_id, shape, dated, after_gap=after_gap)
     else:
         registers, flagged, power = register_rows(plan.meter_id, shape, dated, what=kind.name), 0, 0

@@ -59,7 +59,7 @@ from hes.runner import Job, Observations, Prepared, SessionResult, settle
 from hes.session import MeterSession
 from scheduler.contract import ExecutionContext, ItemOutcome, WorkItem
 from scheduler.n2pload.assemble import Assembled, assemble
-from scheduler.n2pload.plan import KINDS, PROFILE, Kind, Plan, budget, plan_for
+from scheduler.n2pload.plan import COMMANDS, Kind, Plan, budget, kind_of, plan_for
 
 __all__ = ["N2PLoadExecutor", "PassMeter", "collect_daily", "collect_meter", "collect_profile", "pass_meters"]
 
@@ -101,8 +101,10 @@ def _job(serial: str) -> Job[None]:
 
 @dataclass(slots=True)
 class _Prepared:
-    """One meter's plans (one per item, in order) and, when something is due, its session's target and counters."""
+    """One meter's kinds and plans (one per item, in order) and, when something is due, its session's target and
+    counters."""
 
+    kinds: list[Kind]
     plans: list[Plan]
     prepared: Prepared | None
 
@@ -111,7 +113,6 @@ class _Prepared:
 class _PrepareRequest:
     context: ExecutionContext
     items: Sequence[WorkItem]
-    kinds: Sequence[Kind]
     now: datetime
 
 
@@ -120,13 +121,17 @@ def _prepare_in(connection: Connection, request: _PrepareRequest) -> _Prepared:
     serial = request.items[0].serial
     job = _job(serial)
     facts = runner.check(connection, job, request.now)
-    assert isinstance(facts, MeterFacts)  # a meter's job: the runner checked a meter
+    if not isinstance(facts, MeterFacts):  # a meter's job: the runner checks a meter
+        raise Refused(f"{serial} is not a meter")
+    # The profiles the meter's device type has: their OBIS codes, their status word.
+    device_type = runner.registry.device_type_of(facts)
+    kinds = [kind_of(device_type, item.command) for item in request.items]
     plans = [plan_for(connection, facts.id, facts.serial, facts.concentrator_id, facts.created_at, item, kind,
-                      request.now) for item, kind in zip(request.items, request.kinds, strict=True)]
-    count = budget(plans, request.kinds)
+                      request.now) for item, kind in zip(request.items, kinds, strict=True)]
+    count = budget(plans, kinds)
     if not count:
-        return _Prepared(plans, None)
-    return _Prepared(plans, runner.reserve(connection, job, facts, request.now, counters=count))
+        return _Prepared(kinds, plans, None)
+    return _Prepared(kinds, plans, runner.reserve(connection, job, facts, request.now, counters=count))
 
 
 def _prepare_work(connection: Connection, requests: Sequence[_PrepareRequest]) -> list[_Prepared | Exception]:
@@ -150,8 +155,8 @@ STORE_BATCH = 128
 PREPARE_LINGER = 0.01
 
 
-async def _prepare(context: ExecutionContext, items: Sequence[WorkItem], kinds: Sequence[Kind]) -> _Prepared:
-    request = _PrepareRequest(context, items, kinds, context.now().astimezone(UTC))
+async def _prepare(context: ExecutionContext, items: Sequence[WorkItem]) -> _Prepared:
+    request = _PrepareRequest(context, items, context.now().astimezone(UTC))
     batcher = for_loop(context.engine, "n2pload-prepare", _prepare_work, linger=PREPARE_LINGER,
                        max_requests=STORE_BATCH)
     answer = await batcher.submit(request)
@@ -168,7 +173,7 @@ def _reader(due: Sequence[tuple[int, Plan, Kind]], reads: list[Any]) -> Any:
     async def body(session: MeterSession, _observations: Observations) -> None:
         for position, plan, kind in due:
             reads[position] = await read_profile(session, kind.obis, plan.start, plan.end,
-                                                 shape=ProfileShape.decode(plan.shape_text))
+                                                 shape=ProfileShape.decode(plan.shape_text), status=kind.status)
 
     return body
 
@@ -212,7 +217,7 @@ def _store_work(connection: Connection, requests: Sequence[_StoreRequest]) -> li
             plan, kind, read = a.plan, a.kind, a.read
             if a.found or plan.open_gaps:
                 _record_gaps(connection, a, now)
-            if kind is PROFILE and a.given_up and stored_listeners():
+            if kind.profile and a.given_up and stored_listeners():
                 with correlation(request.correlation_id):
                     _tell_missing(connection, a)
             if a.mark > plan.start or plan.first or read.shape_read:
@@ -277,7 +282,7 @@ def _record_gaps(connection: Connection, a: Assembled, now: datetime) -> None:
         if last_seen is not None and known.last < last_seen and known.first > plan.start:
             filled = all(known.first + k * step in seen for k in range(int((known.last - known.first) / step) + 1))
             resolve_gap(connection, known.id, "filled" if filled else "lost", now)
-            if kind is PROFILE:
+            if kind.profile:
                 set_after_gap(connection, plan.meter_id, known.last + step, QUALITY_AFTER_GAP, False)
     known_firsts = {g.first for g in plan.open_gaps} | plan.lost_gaps
     for gap in a.found:
@@ -286,7 +291,7 @@ def _record_gaps(connection: Connection, a: Assembled, now: datetime) -> None:
         lost = gap in a.given_up
         insert_gap(connection, plan.meter_id, obis, gap.first, gap.last, gap.missing, "lost" if lost else "open", now,
                    now if lost else None)
-        if kind is PROFILE:
+        if kind.profile:
             # A row already stored before (another read) keeps its first quality: flag it here.
             set_after_gap(connection, plan.meter_id, gap.last + step, QUALITY_AFTER_GAP, True)
 
@@ -313,11 +318,10 @@ async def collect_meter(context: ExecutionContext, items: Sequence[WorkItem]) ->
     if not items:
         return []
     if (len({item.meter_id for item in items}) != 1 or len({item.command for item in items}) != len(items)
-            or any(item.command not in KINDS for item in items)):
+            or any(item.command not in COMMANDS for item in items)):
         raise ValueError("collect_meter takes the profile and/or daily items of one meter, one per command")
-    kinds = [KINDS[item.command] for item in items]
     try:
-        prepared = await _prepare(context, items, kinds)
+        prepared = await _prepare(context, items)
     except Refused as refused:
         failure = refusal(refused.reason, refused.retryable)
         return [ItemOutcome("FAIL", reason=failure.reason, retryable=failure.retryable) for _ in items]
@@ -326,7 +330,7 @@ async def collect_meter(context: ExecutionContext, items: Sequence[WorkItem]) ->
     except FAILURES as exc:
         failure = refusal(str(exc), bool(getattr(exc, "retryable", False)))
         return [ItemOutcome("FAIL", reason=failure.reason, retryable=failure.retryable) for _ in items]
-    plans = prepared.plans
+    plans, kinds = prepared.plans, prepared.kinds
     due = [(position, plan, kind) for position, (plan, kind) in enumerate(zip(plans, kinds, strict=True)) if plan.due]
     if not due or prepared.prepared is None:
         return [ItemOutcome("EXE") for _ in items]

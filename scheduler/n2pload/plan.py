@@ -15,12 +15,14 @@ from typing import Literal
 
 from sqlalchemy import Connection
 
+from hes.checks import Refused
 from hes.db.collection import GapRow, load_gaps, load_watermark
-from hes.reads import DAILY_VALUES, LOAD_PROFILE, counter_budget
+from hes.devicetypes import DeviceType
+from hes.reads import counter_budget
 from protocols.obis import ObisCode
 from scheduler.contract import WorkItem
 
-__all__ = ["DAILY", "DEFAULT_LOOKBACK", "DEFAULT_PERIOD", "KINDS", "MAX_SPAN", "PROFILE", "Kind", "Plan", "budget",
+__all__ = ["COMMANDS", "DEFAULT_LOOKBACK", "DEFAULT_PERIOD", "MAX_SPAN", "Kind", "Plan", "budget", "kind_of",
            "plan_for"]
 
 #: A meter's first collection (no watermark, no start in the work item) starts at its registration,
@@ -31,16 +33,34 @@ MAX_SPAN = timedelta(days=31)
 DEFAULT_PERIOD = 900
 
 
+#: The commands N2PLoad collects.
+COMMANDS = ("profile", "daily")
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
+    """What one N2PLoad command reads on a meter of a given device type: the profile generic, and its status word."""
+
     obis: ObisCode
     command: Literal["profile", "daily"]
     name: str
+    status: ObisCode | None = None
+
+    @property
+    def profile(self) -> bool:
+        """The load profile (interval values), not the daily values (register readings)."""
+        return self.command == "profile"
 
 
-PROFILE = Kind(LOAD_PROFILE, "profile", "load profile")
-DAILY = Kind(DAILY_VALUES, "daily", "daily values")
-KINDS = {"profile": PROFILE, "daily": DAILY}
+def kind_of(device_type: DeviceType, command: str) -> Kind:
+    """What ``command`` (profile or daily) reads on a meter of ``device_type``; ``Refused`` if it has no such one."""
+    if command == "profile":
+        spec = device_type.load_profile
+        return Kind(spec.obis, "profile", "load profile", spec.status)
+    daily = device_type.daily
+    if daily is None:
+        raise Refused(f"device type {device_type.name} has no daily values: nothing to collect")
+    return Kind(daily.obis, "daily", "daily values", daily.status)
 
 
 @dataclass(slots=True)
@@ -85,7 +105,7 @@ def plan_for(connection: Connection, meter_id: int, serial: str, dc_id: str | No
         # collection that fails (or is never tried, its DC being down) does not let the start slide.
         start = (item.start or min(registered or now, end - DEFAULT_LOOKBACK)).astimezone(UTC)
         first = True
-        if kind is PROFILE and item.start is None:
+        if kind.profile and item.start is None:
             # Start on an interval boundary, so the first pass sees whole intervals.
             start -= timedelta(seconds=int(start.timestamp()) % DEFAULT_PERIOD, microseconds=start.microsecond)
     end = min(end, start + MAX_SPAN)

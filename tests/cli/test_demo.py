@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from cli.main import app
-from hes import demo as demo_module
+from cli.demo import parts as demo_module
 from hes.db import create_engine_for
 from hes.db.models import AuditEntry, IntervalValue, Order, RegisterReading
 from protocols.axdr import Data, encode_data
@@ -95,7 +95,7 @@ def test_collection_part_stores_and_delivers_every_interval_once(tmp_path: Path)
     from sqlalchemy import create_engine
 
     from cim.legacy import LEGACY_INTERVALS
-    from cli.demo_collection import run_collection
+    from cli.demo.collection import run_collection
 
     field_now = datetime(2026, 11, 20, 10, 7, 30, tzinfo=UTC)
     report = asyncio.run(run_collection(tmp_path / "c", field_now=field_now))
@@ -114,7 +114,7 @@ def test_collection_part_stores_and_delivers_every_interval_once(tmp_path: Path)
 
 def test_a_collected_value_that_disagrees_with_the_simulator_is_caught(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from cli.demo_collection import run_collection
+    from cli.demo.collection import run_collection
 
     real = energy.profile_intervals
 

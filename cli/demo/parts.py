@@ -1,4 +1,7 @@
-"""The embedded demonstration: a protocol session in memory, then a simulated field run through the head-end.
+"""Parts 1 and 2 of ``hes demo``: a protocol session in memory, then a simulated field run through the head-end.
+
+The demonstration is not the core: it lives with the command line, the one layer that may import
+the simulators together with the head-end (``tests/test_layers.py``).
 
 Part 1 (``run_session``) is what a head-end does with one meter, on our own stack with no sockets:
 HDLC link set-up, an HLS-GMAC association with suite-0 ciphering, reads of the clock, the serial

@@ -16,7 +16,7 @@ __all__ = ["demo"]
 
 def _session_part(console: Console) -> list[str]:
     """Part 1: one meter session on our stack, in memory. Returns what went wrong (empty: all checked)."""
-    from hes.demo import run_session
+    from cli.demo.parts import run_session
 
     report = run_session()
     table = Table(title="hes demo (1/3): one meter session on the hes DLMS/COSEM stack (in memory)")
@@ -42,7 +42,7 @@ def _session_part(console: Console) -> list[str]:
 
 def _field_part(console: Console, data_dir: Path, database_url: str | None, kept: bool) -> list[str]:
     """Part 2: a simulated field through the head-end (registry, reads, commands). Returns what went wrong."""
-    from hes.demo import run_field
+    from cli.demo.parts import run_field
 
     report = asyncio.run(run_field(data_dir, database_url=database_url))
     table = Table(title=f"hes demo (2/3): a simulated field, {report.concentrators} concentrators and "
@@ -61,7 +61,7 @@ def _field_part(console: Console, data_dir: Path, database_url: str | None, kept
 
 def _collection_part(console: Console, data_dir: Path) -> list[str]:
     """Part 3: N2PLoad and a plan over a simulated field, completeness, CIM into the legacy database."""
-    from cli.demo_collection import run_collection
+    from cli.demo.collection import run_collection
 
     report = asyncio.run(run_collection(data_dir))
     table = Table(title=f"hes demo (3/3): N2PLoad over {report.concentrators} concentrators and a plan for the "

@@ -80,6 +80,13 @@ def fleet(
         typer.Option("--tamper-every", help="Every this many wall seconds, the next meter in serial order logs a "
                                             "meter cover opening (pushed with --push-to)."),
     ] = None,
+    dc_clock_drift: Annotated[
+        float, typer.Option("--dc-clock-drift", help="Largest DC clock drift, s per field day (each DC draws its "
+                                                      "own in [-x, x] from the seed).")
+    ] = 0.0,
+    dc_clock_offset: Annotated[
+        float, typer.Option("--dc-clock-offset", help="Every DC clock's offset from field time at start, s.")
+    ] = 0.0,
 ) -> None:
     """Run a fleet until Ctrl-C or SIGTERM; the manifest says how to reach every device."""
     options = FleetOptions(
@@ -95,6 +102,8 @@ def fleet(
         unreachable_share=unreachable_share,
         dc_outages=tuple(dc_outage or ()),
         counters=counters,
+        dc_clock_drift=dc_clock_drift,
+        dc_clock_offset=dc_clock_offset,
     )
     destination = None if push_to is None else _parse_host_port(push_to)
     if tamper_every is not None and not tamper_every > 0:

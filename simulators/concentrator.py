@@ -21,6 +21,10 @@ registers are the meter's values at the mark (the meter's data is a pure functio
 and a concentrated buffer read asks the meter's own model (through its public client, in process,
 no link) for the rows up to the mark, so a meter the DC could not reach yields only older intervals.
 Tunnelled (gateway) APDUs, on the other hand, cross the link for real: latency slept, loss raised.
+
+The DC has its own clock (``DcClock``): field time plus an offset that drifts at a fixed rate. The
+clock objects of all its logical devices show it, and so do the timestamps the DC makes itself
+(meter table, event log); the management client may set it on the management logical device.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +101,7 @@ __all__ = [
     "ConcentratorConfig",
     "read_model",
     "ConcentratorError",
+    "DcClock",
     "DcEvent",
     "DcMeter",
     "SecurityConfig",
@@ -133,7 +139,7 @@ METER_TABLE_COLUMNS = (
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 1, 0, 255), 2),  # serial, visible-string
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 2, 0, 255), 2),  # physical address, octet-string
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 3, 0, 255), 2),  # commissioned, boolean
-    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 4, 0, 255), 2),  # last successful read, date-time
+    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 4, 0, 255), 2),  # last successful read, date-time (DC time)
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 5, 0, 255), 2),  # reachable, boolean
 )
 #: The DC event log (the standard event log's OBIS on the DC's own logical device).
@@ -148,6 +154,8 @@ _UNSPECIFIED_DATE_TIME = bytes([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 
 _EMPTY_ARRAY = encode_data(Data.array(()))
 _PROFILE_OBJECTS = (LOAD_PROFILE, DAILY_VALUES, *EVENT_LOGS)
 _MAX_DC_EVENTS = 1000
+#: Bound on a DC clock's offset and drift (a year of seconds): beyond it, dates leave what COSEM encodes.
+_MAX_CLOCK_SECONDS = 365 * 86400.0
 
 PolicyName = Literal["none", "lls", "hls-gmac"]
 
@@ -157,9 +165,13 @@ class ConcentratorError(ValueError):
 
 
 class DcEvent(IntEnum):
-    """Codes in the DC event log: power up as in IDIS; the meter codes are this simulator's own (200+)."""
+    """Codes in the DC event log: power up and clock adjusted as in IDIS; the meter codes are this simulator's own.
+
+    ``CLOCK_ADJUSTED`` is IDIS's "clock adjusted (new date/time)", stamped with the DC time set.
+    """
 
     POWER_UP = 2
+    CLOCK_ADJUSTED = 5
     METER_UNREACHABLE = 200
     METER_REACHABLE = 201
 
@@ -217,12 +229,66 @@ class ConcentratorConfig:
     read_attempts: int = 3
     #: How far back the DC's tables go (rows older than this before the mark are not served).
     retention: timedelta = timedelta(days=40)
+    #: The DC clock's offset from field time at start (seconds) and how it drifts (seconds per field day).
+    clock_offset: float = 0.0
+    clock_drift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.read_period <= 0:
             raise ConcentratorError(f"read period {self.read_period} must be positive (field seconds)")
         if self.read_attempts < 1:
             raise ConcentratorError(f"read attempts {self.read_attempts} must be at least 1")
+        for name, value in (("clock offset", self.clock_offset), ("clock drift", self.clock_drift)):
+            if not math.isfinite(value) or abs(value) > _MAX_CLOCK_SECONDS:
+                raise ConcentratorError(f"DC {self.id}: {name} {value} outside +-{_MAX_CLOCK_SECONDS:.0f} s")
+
+
+class DcClock:
+    """A DC's own clock: field time + an offset that drifts ``drift`` seconds per field day.
+
+    Setting the offset (or the time) restarts the drift from that instant, as a real clock's
+    crystal keeps its error after a correction.
+    """
+
+    __slots__ = ("_base", "_drift", "_field", "_since")
+
+    def __init__(self, field: FieldClock, offset: float = 0.0, drift: float = 0.0) -> None:
+        self._field = field
+        self._base = offset
+        self._drift = drift
+        self._since = field.now()
+
+    @property
+    def drift(self) -> float:
+        """Seconds per field day the clock gains (negative: loses)."""
+        return self._drift
+
+    def offset(self, at: datetime | None = None) -> float:
+        """DC time minus field time, in seconds, at field instant ``at`` (default now)."""
+        if not self._drift:
+            return self._base
+        at = self._field.now() if at is None else at
+        return self._base + self._drift * (at - self._since).total_seconds() / 86400.0
+
+    def time_at(self, at: datetime) -> datetime:
+        """What the DC's clock showed (or shows) at field instant ``at``."""
+        if not self._drift and not self._base:
+            return at  # the common case: no object made per meter and read
+        return at + timedelta(seconds=self.offset(at))
+
+    def now(self) -> datetime:
+        return self.time_at(self._field.now())
+
+    def set_offset(self, seconds: float) -> None:
+        if not math.isfinite(seconds) or abs(seconds) > _MAX_CLOCK_SECONDS:
+            raise ConcentratorError(f"clock offset {seconds} s outside +-{_MAX_CLOCK_SECONDS:.0f} s")
+        self._base = seconds
+        self._since = self._field.now()
+
+    def set_time(self, dc_time: datetime) -> None:
+        """Make DC time equal ``dc_time`` now (what a client's SET of the clock does)."""
+        now = self._field.now()
+        self.set_offset((dc_time - now).total_seconds())
 
 
 @dataclass(slots=True, eq=False)
@@ -239,6 +305,8 @@ class DcMeter:
     #: Field time of the last successful read: the DC holds the meter's data up to here.
     last_read: datetime | None = None
     reachable: bool = True
+    #: The DC's clock at the last successful read (what the meter table shows).
+    last_read_shown: datetime | None = None
 
     @property
     def wport(self) -> int:
@@ -326,11 +394,15 @@ def _select_entries(buffer: Data, entry: EntryDescriptor) -> bytes:
 
 
 def _instant(value: Data) -> datetime | None:
-    if value.tag != DataTag.OCTET_STRING or len(value.value) != 12:
-        return None
     try:
-        return CosemDateTime.decode(value.value).to_datetime(default_deviation=DEVIATION)
-    except DlmsError:
+        if value.tag == DataTag.OCTET_STRING and len(value.value) == 12:
+            moment = CosemDateTime.decode(value.value)
+        elif value.tag == DataTag.DATE_TIME and isinstance(value.value, CosemDateTime):
+            moment = value.value
+        else:
+            return None
+        return moment.to_datetime(default_deviation=DEVIATION)
+    except (DlmsError, ValueError, OverflowError):
         return None
 
 
@@ -376,7 +448,7 @@ class _DcSession:
                 ]
                 association.respond_get_with_list(event.invoke_id, results)
             elif isinstance(event, SetRequested):
-                association.respond_set(event.invoke_id, DataAccessResult.READ_WRITE_DENIED)
+                association.respond_set(event.invoke_id, self._device.set(event, self._client_sap))
             elif isinstance(event, ActionRequested):
                 association.respond_action(event.invoke_id, ActionResult.READ_WRITE_DENIED)
         self._dc.counters.put(
@@ -457,9 +529,33 @@ class _DeviceBase:
     async def get(self, request: GetRequested) -> bytes | DataAccessResult:
         raise NotImplementedError
 
+    def set(self, request: SetRequested, client_sap: int) -> DataAccessResult:
+        return DataAccessResult.READ_WRITE_DENIED
+
 
 class _ManagementDevice(_DeviceBase):
-    """wPort 1: clock, serial, meter table, DC event log."""
+    """wPort 1: clock, serial, meter table, DC event log; the management client may set the clock."""
+
+    def set(self, request: SetRequested, client_sap: int) -> DataAccessResult:
+        d = request.descriptor
+        if (d.class_id, d.instance_id, d.attribute_id) != (8, CLOCK, 2) or client_sap != MANAGEMENT_SAP \
+                or request.access_selection is not None:
+            return DataAccessResult.READ_WRITE_DENIED
+        try:
+            value = decode_data_exact(request.value)
+        except DlmsError:
+            return DataAccessResult.TYPE_UNMATCHED
+        if value.tag not in (DataTag.OCTET_STRING, DataTag.DATE_TIME):
+            return DataAccessResult.TYPE_UNMATCHED
+        moment = _instant(value)
+        if moment is None:
+            # Not 12 octets, or unspecified fields: no instant to set the clock to.
+            return DataAccessResult.OTHER_REASON
+        try:
+            self._dc.set_time(moment)
+        except ConcentratorError:
+            return DataAccessResult.OTHER_REASON
+        return DataAccessResult.SUCCESS
 
     async def get(self, request: GetRequested) -> bytes | DataAccessResult:
         d = request.descriptor
@@ -468,7 +564,7 @@ class _ManagementDevice(_DeviceBase):
         if d.attribute_id == 1 and key in ((8, CLOCK), (1, SERIAL), (7, METER_TABLE), (7, DC_EVENT_LOG)):
             return _logical_name(d.instance_id)
         if key == (8, CLOCK) and d.attribute_id == 2:
-            return encode_data(_date_time(dc.clock.now()))
+            return encode_data(_date_time(dc.now()))
         if key == (1, SERIAL) and d.attribute_id == 2:
             return encode_data(Data.visible_string(dc.config.id))
         if key == (7, METER_TABLE):
@@ -490,7 +586,7 @@ class _ManagementDevice(_DeviceBase):
                 Data.visible_string(m.serial),
                 Data.octet_string(m.gateway_address),
                 Data.boolean(m.commissioned),
-                _date_time(m.last_read),
+                _date_time(m.last_read_shown),
                 Data.boolean(m.reachable),
             ))
             for m in meters
@@ -554,7 +650,7 @@ class _ConcentratedDevice(_DeviceBase):
             return encode_data(Data.visible_string(meter.serial)) if d.attribute_id == 2 else \
                 DataAccessResult.OBJECT_UNDEFINED
         if (d.class_id, d.instance_id) == (8, CLOCK) and d.attribute_id in (1, 2):
-            return _logical_name(CLOCK) if d.attribute_id == 1 else encode_data(_date_time(self._dc.clock.now()))
+            return _logical_name(CLOCK) if d.attribute_id == 1 else encode_data(_date_time(self._dc.now()))
         if d.class_id == 3 and d.instance_id in REGISTERS:
             if d.attribute_id == 2:
                 return self._register(d.instance_id)
@@ -644,7 +740,9 @@ class SimulatedConcentrator:
         self.meters: list[DcMeter] = []
         self.by_address: dict[int, DcMeter] = {}
         self.by_serial: dict[str, DcMeter] = {}
+        #: The DC event log: (DC time, code), oldest first.
         self.events: list[tuple[datetime, DcEvent]] = []
+        self.dc_clock = DcClock(clock, config.clock_offset, config.clock_drift)
         self._devices: dict[int, _ConcentratedDevice] = {}
         self._management = _ManagementDevice(self, f"{config.id}#{MANAGEMENT_WPORT}", gateway=True)
         self._challenges = random.Random(f"{config.seed}:dc:{config.id}:challenge")
@@ -673,8 +771,9 @@ class SimulatedConcentrator:
             raise ConcentratorError(f"DC {self.config.id}: physical address {physical_address} used twice")
         if serial in self.by_serial:
             raise ConcentratorError(f"DC {self.config.id}: meter {serial} added twice")
+        shown = None if last_read is None else self.dc_clock.time_at(last_read)
         meter = DcMeter(len(self.meters), serial, physical_address, device, link, public_sap, commissioned,
-                        last_read)
+                        last_read, True, shown)
         self.meters.append(meter)
         self.by_address[physical_address] = meter
         self.by_serial[serial] = meter
@@ -695,6 +794,25 @@ class SimulatedConcentrator:
             # Made on first use: 10,000 meters cost no device object until someone reads them.
             device = self._devices[index] = _ConcentratedDevice(self, self.meters[index])
         return device
+
+    # --- the DC's clock ----------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """DC time: what its clock objects show and what it stamps its own records with."""
+        return self.dc_clock.now()
+
+    def clock_offset(self) -> float:
+        """DC time minus field time now, in seconds."""
+        return self.dc_clock.offset()
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Put the DC's clock ``seconds`` off field time (a knob: nothing is logged); drift continues from here."""
+        self.dc_clock.set_offset(seconds)
+
+    def set_time(self, dc_time: datetime) -> None:
+        """Set the DC's clock, as a client's SET does: logs ``CLOCK_ADJUSTED`` at the new time."""
+        self.dc_clock.set_time(dc_time)
+        self._log(DcEvent.CLOCK_ADJUSTED, self.now())
 
     # --- reading the meters ----------------------------------------------------------------------
 
@@ -725,12 +843,13 @@ class SimulatedConcentrator:
         if not self._link_passes(meter, now):
             if meter.reachable:
                 meter.reachable = False
-                self._log(DcEvent.METER_UNREACHABLE, now)
+                self._log(DcEvent.METER_UNREACHABLE, self.dc_clock.time_at(now))
             return False
         meter.last_read = now
+        meter.last_read_shown = self.dc_clock.time_at(now)
         if not meter.reachable:
             meter.reachable = True
-            self._log(DcEvent.METER_REACHABLE, now)
+            self._log(DcEvent.METER_REACHABLE, meter.last_read_shown)
         return True
 
     async def read_cycle(self) -> int:
@@ -772,7 +891,7 @@ class SimulatedConcentrator:
         if self._server is not None:
             raise ConcentratorError(f"DC {self.config.id} is already started")
         self._server = await serve_wrapper(self.logical_device, host, port, self.faults)
-        self._log(DcEvent.POWER_UP, self.clock.now())
+        self._log(DcEvent.POWER_UP, self.now())
         if schedule:
             self._schedule = asyncio.create_task(self._run_schedule(), name=f"dc-{self.config.id}-reads")
 

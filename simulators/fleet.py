@@ -1,11 +1,12 @@
 """The fleet launcher: a deterministic simulated field (DCs, their meters, p2p meters) in one asyncio process.
 
 Everything follows from ``FleetOptions`` and its seed: serials, physical addresses, each meter's
-security (a mix of none / LLS / HLS-GMAC drawn per meter), keys and system titles, which meters
-start unreachable. Names are fixed patterns so a test can predict them: DC ``DC0001``..., the i-th
-meter of DC d ``SIM{d:04d}{i:05d}`` (physical address 0x10 + i, wPort 0x100 + i), the k-th
-point-to-point meter ``P2P{k:09d}`` (wrapper for even k, HDLC for odd k). ``Fleet`` is also the
-runtime control object: its links, fault plans, meters and concentrators can be changed while it runs.
+security (a mix of none / LLS / HLS-GMAC drawn per meter), keys and system titles, each DC's
+clock drift, which meters start unreachable. Names are fixed patterns so a test can predict them:
+DC ``DC0001``..., the i-th meter of DC d ``SIM{d:04d}{i:05d}`` (physical address 0x10 + i, wPort
+0x100 + i), the k-th point-to-point meter ``P2P{k:09d}`` (wrapper for even k, HDLC for odd k).
+``Fleet`` is also the runtime control object: its links, fault plans, meters and concentrators can
+be changed while it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 from collections.abc import Callable, Iterator
@@ -44,7 +46,16 @@ from simulators.manifest import (
 from simulators.meter import MeterConfig, SimulatedMeter
 from simulators.p2p import PointToPointMeter
 
-__all__ = ["DEFAULT_EPOCH", "Fleet", "FleetError", "FleetOptions", "dc_id", "dc_meter_serial", "p2p_serial"]
+__all__ = [
+    "DEFAULT_EPOCH",
+    "Fleet",
+    "FleetError",
+    "FleetOptions",
+    "dc_clock_drift",
+    "dc_id",
+    "dc_meter_serial",
+    "p2p_serial",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +65,9 @@ DEFAULT_EPOCH = datetime(2024, 3, 1, tzinfo=UTC)
 #: Physical address of a DC's first meter (the next ones follow); below 0x10 is reserved in HDLC.
 FIRST_PHYSICAL_ADDRESS = 0x10
 _MAX_PHYSICAL = 0x3FFF  # what a 4-byte HDLC address can carry
+#: Bounds on the DC clock options: a year of offset, a day of drift per day.
+_MAX_DC_OFFSET = 365 * 86400.0
+_MAX_DC_DRIFT = 86400.0
 _COUNTER_FLUSH_SECONDS = 5.0
 # Share of meters per security policy, drawn per meter from the seed: none, LLS, HLS-GMAC.
 _POLICY_SHARES: tuple[tuple[PolicyName, float], ...] = (("none", 0.25), ("lls", 0.25), ("hls-gmac", 0.5))
@@ -74,6 +88,13 @@ def dc_meter_serial(dc_number: int, index: int) -> str:
 
 def p2p_serial(index: int) -> str:
     return f"P2P{index:09d}"
+
+
+def dc_clock_drift(seed: int | str, ident: str, largest: float) -> float:
+    """The drift (seconds per field day) DC ``ident`` draws in [-largest, largest] from the seed."""
+    if not largest:
+        return 0.0
+    return random.Random(f"{seed}:fleet:dc-clock:{ident}").uniform(-largest, largest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +123,10 @@ class FleetOptions:
     counters: Path | None = None
     #: Read the meters at start-up (and every period). Off in tests that drive ``read_cycle`` themselves.
     schedule: bool = True
+    #: Largest DC clock drift, s per field day: each DC draws its own in [-x, x] (``dc_clock_drift``).
+    dc_clock_drift: float = 0.0
+    #: Every DC clock's offset from field time at start, s (DC time = field time + offset).
+    dc_clock_offset: float = 0.0
 
     def validate(self) -> None:
         if self.concentrators < 0 or self.meters_per_dc < 0 or self.p2p < 0:
@@ -135,6 +160,10 @@ class FleetOptions:
         for outage in self.dc_outages:
             if outage not in known:
                 raise FleetError(f"--dc-outage {outage}: no such concentrator (DC0001..{dc_id(self.concentrators)})")
+        if not math.isfinite(self.dc_clock_drift) or not 0.0 <= self.dc_clock_drift <= _MAX_DC_DRIFT:
+            raise FleetError(f"DC clock drift {self.dc_clock_drift} s/day must be between 0 and {_MAX_DC_DRIFT:.0f}")
+        if not math.isfinite(self.dc_clock_offset) or abs(self.dc_clock_offset) > _MAX_DC_OFFSET:
+            raise FleetError(f"DC clock offset {self.dc_clock_offset} s is outside +-{_MAX_DC_OFFSET:.0f} s")
 
 
 def _meter_security(seed: int | str, serial: str, number: int) -> SecurityConfig:
@@ -179,7 +208,7 @@ class Fleet:
     """The built field: ``await start()``, then ``manifest()``, ``run_until_signal()`` or ``stop()``.
 
     Runtime control (tests change these while the field runs): ``clock``, ``concentrators`` by id
-    (each with ``faults`` and its meter table), ``link(serial)``, ``meter(serial)``,
+    (each with ``faults``, its meter table and its clock), ``link(serial)``, ``meter(serial)``,
     ``faults(dc_id_or_p2p_serial)``, ``set_unreachable(serial, start, end)``, ``set_outage(dc_id, on)``.
     """
 
@@ -221,7 +250,9 @@ class Fleet:
             ident = dc_id(d)
             faults = FaultPlan(seed=o.seed, name=ident, refuse_connections=ident in o.dc_outages)
             dc = SimulatedConcentrator(
-                ConcentratorConfig(ident, o.seed, _dc_security(o.seed, ident, d), read_period=period),
+                ConcentratorConfig(ident, o.seed, _dc_security(o.seed, ident, d), read_period=period,
+                                   clock_offset=o.dc_clock_offset,
+                                   clock_drift=dc_clock_drift(o.seed, ident, o.dc_clock_drift)),
                 self.clock, self.counter_store, faults,
             )
             self.concentrators[ident] = dc

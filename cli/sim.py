@@ -87,6 +87,10 @@ def fleet(
     dc_clock_offset: Annotated[
         float, typer.Option("--dc-clock-offset", help="Every DC clock's offset from field time at start, s.")
     ] = 0.0,
+    table_churn: Annotated[
+        float, typer.Option("--table-churn", help="Meters per DC per field day that leave its table, and as many "
+                                                   "new ones that join (seeded).")
+    ] = 0.0,
 ) -> None:
     """Run a fleet until Ctrl-C or SIGTERM; the manifest says how to reach every device."""
     options = FleetOptions(
@@ -104,6 +108,7 @@ def fleet(
         counters=counters,
         dc_clock_drift=dc_clock_drift,
         dc_clock_offset=dc_clock_offset,
+        table_churn=table_churn,
     )
     destination = None if push_to is None else _parse_host_port(push_to)
     if tamper_every is not None and not tamper_every > 0:

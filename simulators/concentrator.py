@@ -6,9 +6,10 @@ Addressing (TCP wrapper, IEC 62056-47), documented in docs/SIMULATORS.md:
   the meter table (``METER_TABLE``, a profile generic in the manufacturer-specific range) and the DC
   event log. Gateway-requests (0xE6) are accepted here, from any client wPort, with or without an
   association with the DC itself: the HES associates end to end with the meter.
-- wPort 0x100 + i (``METER_WPORT_BASE + index``): the concentrated logical device of the DC's i-th
-  meter (0-based), answering that meter's load profile, daily values, event logs and last registers
-  from what the DC collected.
+- wPort 0x100 + i (``METER_WPORT_BASE + i``): the concentrated logical device of the i-th meter the
+  DC registered (0-based, in the order they joined), answering that meter's load profile, daily
+  values, event logs and last registers from what the DC collected. A meter keeps its wPort while
+  others join or leave; a wPort is never given twice.
 - Client SAPs: 0x01 management (the DC's own security: HLS-GMAC with suite 0 by default, keys from
   the seed), 0x10 public (no security). The same two serve every logical device of the DC.
 
@@ -34,7 +35,7 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -141,6 +142,8 @@ METER_TABLE_COLUMNS = (
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 3, 0, 255), 2),  # commissioned, boolean
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 4, 0, 255), 2),  # last successful read, date-time (DC time)
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 5, 0, 255), 2),  # reachable, boolean
+    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 6, 0, 255), 2),  # concentrated LD (wPort), long-unsigned
+    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 7, 0, 255), 2),  # "MAKE MODEL FIRMWARE", visible-string
 )
 #: The DC event log (the standard event log's OBIS on the DC's own logical device).
 DC_EVENT_LOG = ObisCode(0, 0, 99, 98, 0, 255)
@@ -167,13 +170,17 @@ class ConcentratorError(ValueError):
 class DcEvent(IntEnum):
     """Codes in the DC event log: power up and clock adjusted as in IDIS; the meter codes are this simulator's own.
 
-    ``CLOCK_ADJUSTED`` is IDIS's "clock adjusted (new date/time)", stamped with the DC time set.
+    ``CLOCK_ADJUSTED`` is IDIS's "clock adjusted (new date/time)", stamped with the DC time set. The
+    table events say which meter only through the meter table (the log has no meter column).
     """
 
     POWER_UP = 2
     CLOCK_ADJUSTED = 5
     METER_UNREACHABLE = 200
     METER_REACHABLE = 201
+    METER_JOINED = 202
+    METER_LEFT = 203
+    METER_READDRESSED = 204
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +302,8 @@ class DcClock:
 class DcMeter:
     """One row of the meter table and what the DC needs to reach that meter."""
 
-    index: int
+    #: The meter's concentrated logical device: kept while it stays in the table, never reused.
+    wport: int
     serial: str
     physical_address: int
     device: LogicalDevice
@@ -305,12 +313,10 @@ class DcMeter:
     #: Field time of the last successful read: the DC holds the meter's data up to here.
     last_read: datetime | None = None
     reachable: bool = True
+    #: "MAKE MODEL FIRMWARE" as the meter table shows it.
+    identification: str = ""
     #: The DC's clock at the last successful read (what the meter table shows).
     last_read_shown: datetime | None = None
-
-    @property
-    def wport(self) -> int:
-        return METER_WPORT_BASE + self.index
 
     @property
     def gateway_address(self) -> bytes:
@@ -425,7 +431,8 @@ class _DcSession:
         self._association = association
         self._counter_key = counter_key
         self._gateway = gateway
-        self._tunnels: dict[int, Session] = {}
+        #: Open end-to-end sessions by physical address, with the meter each was opened with.
+        self._tunnels: dict[int, tuple[DcMeter, Session]] = {}
 
     async def handle(self, apdu: bytes) -> list[bytes]:
         if self._gateway and apdu[:1] == b"\xe6":
@@ -470,14 +477,24 @@ class _DcSession:
             logger.info("DC %s: gateway-request for unknown meter %s on network %d; ignored",
                         self._dc.config.id, request.physical_device_address.hex(), request.network_id)
             return []
-        session = self._tunnels.get(address)
-        if session is None:
+        tunnel = self._tunnels.get(address)
+        if tunnel is not None and tunnel[0] is not meter:
+            # The address now belongs to another meter (it left, or was re-registered elsewhere).
+            tunnel[1].close()
+            tunnel = None
+        if tunnel is None:
             opened = meter.device.open_session(self._client_sap)
             if opened is None:
                 logger.info("DC %s: meter %s refuses client SAP %d", self._dc.config.id, meter.serial,
                             self._client_sap)
                 return []
-            session = self._tunnels[address] = opened
+            for old, (other, stale) in list(self._tunnels.items()):
+                if other is meter:
+                    # The meter re-registered under this address: its session at the old one is over.
+                    stale.close()
+                    del self._tunnels[old]
+            tunnel = self._tunnels[address] = (meter, opened)
+        session = tunnel[1]
         clock = self._dc.clock
         out: list[bytes] = []
         try:
@@ -492,7 +509,7 @@ class _DcSession:
 
     def close(self) -> None:
         tunnels, self._tunnels = self._tunnels, {}
-        for session in tunnels.values():
+        for _meter, session in tunnels.values():
             session.close()
 
 
@@ -588,6 +605,8 @@ class _ManagementDevice(_DeviceBase):
                 Data.boolean(m.commissioned),
                 _date_time(m.last_read_shown),
                 Data.boolean(m.reachable),
+                Data.long_unsigned(m.wport),
+                Data.visible_string(m.identification),
             ))
             for m in meters
         )
@@ -644,6 +663,9 @@ class _ConcentratedDevice(_DeviceBase):
     async def get(self, request: GetRequested) -> bytes | DataAccessResult:
         d = request.descriptor
         meter = self.meter
+        if self._dc.by_wport.get(meter.wport) is not meter:
+            # The meter left the table while this association was open: the DC has nothing of it any more.
+            return DataAccessResult.OBJECT_UNAVAILABLE
         if (d.class_id, d.instance_id) == (1, SERIAL):
             if d.attribute_id == 1:
                 return _logical_name(SERIAL)
@@ -723,6 +745,8 @@ class SimulatedConcentrator:
 
     ``faults`` is the DC's WAN fault plan (F2's ``FaultPlan``), applied by the TCP server: set
     ``refuse_connections`` for an outage, ``silent`` for a failed modem, ``drop_mid_transfer``...
+    ``meters`` is the meter table in its order; ``by_address``, ``by_serial`` and ``by_wport`` index
+    it. ``before_cycle`` (set by the fleet for table churn) runs at the start of every read cycle.
     """
 
     def __init__(
@@ -740,9 +764,12 @@ class SimulatedConcentrator:
         self.meters: list[DcMeter] = []
         self.by_address: dict[int, DcMeter] = {}
         self.by_serial: dict[str, DcMeter] = {}
+        self.by_wport: dict[int, DcMeter] = {}
         #: The DC event log: (DC time, code), oldest first.
         self.events: list[tuple[datetime, DcEvent]] = []
         self.dc_clock = DcClock(clock, config.clock_offset, config.clock_drift)
+        self.before_cycle: Callable[[SimulatedConcentrator, datetime], None] | None = None
+        self._next_wport = METER_WPORT_BASE
         self._devices: dict[int, _ConcentratedDevice] = {}
         self._management = _ManagementDevice(self, f"{config.id}#{MANAGEMENT_WPORT}", gateway=True)
         self._challenges = random.Random(f"{config.seed}:dc:{config.id}:challenge")
@@ -763,21 +790,77 @@ class SimulatedConcentrator:
         public_sap: int = PUBLIC_SAP,
         commissioned: bool = True,
         last_read: datetime | None = None,
+        identification: str | None = None,
+        announce: bool = False,
     ) -> DcMeter:
-        """Put a meter in the table; ``last_read`` is what the DC had collected before the simulation began."""
-        if not 0 <= physical_address <= 0xFFFF:
-            raise ConcentratorError(f"physical address {physical_address} does not fit two bytes")
-        if physical_address in self.by_address:
-            raise ConcentratorError(f"DC {self.config.id}: physical address {physical_address} used twice")
+        """Put a meter in the table with the next wPort never used here.
+
+        ``last_read`` is what the DC had collected before the simulation began; ``identification``
+        defaults to the meter's "MAKE MODEL FIRMWARE"; ``announce`` logs ``METER_JOINED`` (a meter
+        that registers while the DC runs).
+        """
+        self._check_address(physical_address)
         if serial in self.by_serial:
             raise ConcentratorError(f"DC {self.config.id}: meter {serial} added twice")
+        if self._next_wport > 0xFFFF:
+            raise ConcentratorError(f"DC {self.config.id}: no wPort left for meter {serial}")
+        if identification is None:
+            identification = device.device_type.identification if isinstance(device, SimulatedMeter) else ""
         shown = None if last_read is None else self.dc_clock.time_at(last_read)
-        meter = DcMeter(len(self.meters), serial, physical_address, device, link, public_sap, commissioned,
-                        last_read, True, shown)
+        meter = DcMeter(self._next_wport, serial, physical_address, device, link, public_sap, commissioned,
+                        last_read, True, identification, shown)
+        self._next_wport += 1
         self.meters.append(meter)
         self.by_address[physical_address] = meter
         self.by_serial[serial] = meter
+        self.by_wport[meter.wport] = meter
+        if announce:
+            self._log(DcEvent.METER_JOINED, self.now())
         return meter
+
+    def remove_meter(self, serial: str) -> DcMeter:
+        """Take a meter out of the table: its wPort and gateway address stop answering; logs ``METER_LEFT``."""
+        meter = self._meter(serial)
+        self.meters.remove(meter)
+        del self.by_address[meter.physical_address]
+        del self.by_serial[serial]
+        del self.by_wport[meter.wport]
+        self._devices.pop(meter.wport, None)
+        self._log(DcEvent.METER_LEFT, self.now())
+        return meter
+
+    def readdress_meter(self, serial: str, physical_address: int) -> int:
+        """The meter registered again under another physical address (logs ``METER_READDRESSED``); the old one."""
+        meter = self._meter(serial)
+        self._check_address(physical_address)
+        old = meter.physical_address
+        del self.by_address[old]
+        meter.physical_address = physical_address
+        self.by_address[physical_address] = meter
+        self._log(DcEvent.METER_READDRESSED, self.now())
+        return old
+
+    def free_address(self, first: int, last: int = 0xFFFF) -> int:
+        """The lowest physical address in [first, last] no meter of this DC holds."""
+        taken = self.by_address
+        for address in range(first, last + 1):
+            if address not in taken:
+                return address
+        raise ConcentratorError(f"DC {self.config.id}: no free physical address in {first:#06x}-{last:#06x}")
+
+    def _meter(self, serial: str) -> DcMeter:
+        meter = self.by_serial.get(serial)
+        if meter is None:
+            raise ConcentratorError(f"DC {self.config.id}: no meter {serial} in its table")
+        return meter
+
+    def _check_address(self, physical_address: int) -> None:
+        if not 0 <= physical_address <= 0xFFFF:
+            raise ConcentratorError(f"physical address {physical_address} does not fit two bytes")
+        holder = self.by_address.get(physical_address)
+        if holder is not None:
+            raise ConcentratorError(
+                f"DC {self.config.id}: physical address {physical_address:#06x} is taken by meter {holder.serial}")
 
     def challenge(self) -> bytes:
         return self._challenges.randbytes(16)
@@ -786,13 +869,13 @@ class SimulatedConcentrator:
         """The device at destination wPort ``wport`` (what ``serve_wrapper`` calls)."""
         if wport == MANAGEMENT_WPORT:
             return self._management
-        index = wport - METER_WPORT_BASE
-        if not 0 <= index < len(self.meters):
-            return None
-        device = self._devices.get(index)
+        device = self._devices.get(wport)
         if device is None:
+            meter = self.by_wport.get(wport)
+            if meter is None:
+                return None
             # Made on first use: 10,000 meters cost no device object until someone reads them.
-            device = self._devices[index] = _ConcentratedDevice(self, self.meters[index])
+            device = self._devices[wport] = _ConcentratedDevice(self, meter)
         return device
 
     # --- the DC's clock ----------------------------------------------------------------------------
@@ -854,8 +937,13 @@ class SimulatedConcentrator:
 
     async def read_cycle(self) -> int:
         """Read every meter once now (what the schedule does each period); returns how many were reached."""
+        if self.before_cycle is not None:
+            self.before_cycle(self, self.clock.now())
         reached = 0
-        for number, meter in enumerate(self.meters):
+        # A copy: the table may change while the cycle yields to the servers.
+        for number, meter in enumerate(list(self.meters)):
+            if self.by_wport.get(meter.wport) is not meter:
+                continue
             reached += await self.read_meter(meter)
             if number % 50 == 49:
                 # Let the servers answer between batches: a cycle of 500 meters must not stall the DC.

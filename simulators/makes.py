@@ -10,7 +10,7 @@ because its codes do not fit one byte. ``event_code(device_type, code)`` gives a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from simulators.events import EventCode
@@ -35,11 +35,11 @@ class DeviceType:
     make: str
     model: str
     firmware: str
+    #: "MAKE MODEL FIRMWARE", as the DC's meter table shows it (made once: every table row shares it).
+    identification: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def identification(self) -> str:
-        """"MAKE MODEL FIRMWARE", as the DC's meter table shows it."""
-        return f"{self.make} {self.model} {self.firmware}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identification", f"{self.make} {self.model} {self.firmware}")
 
 
 MAKE_A = DeviceType("hes-sim-a", "HES-SIM", "SIM-A", "1.0")

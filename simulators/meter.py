@@ -219,7 +219,8 @@ class MeterConfig:
             raise MeterConfigError(f"meter {self.serial}: client SAPs must be 1-127")
         if not 0 <= self.control_mode <= 6:
             raise MeterConfigError(f"meter {self.serial}: control mode {self.control_mode} outside 0-6")
-        if DEVICE_TYPES.get(self.device_type.name) != self.device_type:
+        known = DEVICE_TYPES.get(self.device_type.name)
+        if known is not self.device_type and known != self.device_type:
             raise MeterConfigError(f"meter {self.serial}: device type {self.device_type.name!r} is not simulated "
                                    f"(known: {', '.join(DEVICE_TYPES)})")
 

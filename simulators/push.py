@@ -109,11 +109,14 @@ class PushSender:
     # --- hooks ---------------------------------------------------------------------------------------
 
     def attach(self) -> None:
-        """Push from every meter of the fleet when it logs one of ``codes``."""
+        """Push from every meter of the fleet, and every meter that joins it, when it logs one of ``codes``."""
+        self.fleet.meter_event_hook = self._hook
         for serial in self.fleet.meters():
             self.fleet.meter(serial).on_event = self._hook
 
     def detach(self) -> None:
+        if self.fleet.meter_event_hook == self._hook:
+            self.fleet.meter_event_hook = None
         for serial in self.fleet.meters():
             meter = self.fleet.meter(serial)
             if meter.on_event == self._hook:

@@ -91,6 +91,12 @@ def fleet(
         float, typer.Option("--table-churn", help="Meters per DC per field day that leave its table, and as many "
                                                    "new ones that join (seeded).")
     ] = 0.0,
+    make_b_share: Annotated[
+        float, typer.Option("--make-b-share", help="Share of meters (drawn per meter from the seed) of make B.")
+    ] = 0.0,
+    make_b: Annotated[
+        list[str] | None, typer.Option("--make-b", help="Serial of a meter that is make B (repeatable).")
+    ] = None,
 ) -> None:
     """Run a fleet until Ctrl-C or SIGTERM; the manifest says how to reach every device."""
     options = FleetOptions(
@@ -109,6 +115,8 @@ def fleet(
         dc_clock_drift=dc_clock_drift,
         dc_clock_offset=dc_clock_offset,
         table_churn=table_churn,
+        make_b_share=make_b_share,
+        make_b=tuple(make_b or ()),
     )
     destination = None if push_to is None else _parse_host_port(push_to)
     if tamper_every is not None and not tamper_every > 0:

@@ -8,8 +8,8 @@ Addressing (TCP wrapper, IEC 62056-47), documented in docs/SIMULATORS.md:
   association with the DC itself: the HES associates end to end with the meter.
 - wPort 0x100 + i (``METER_WPORT_BASE + i``): the concentrated logical device of the i-th meter the
   DC registered (0-based, in the order they joined), answering that meter's load profile, daily
-  values, event logs and last registers from what the DC collected. A meter keeps its wPort while
-  others join or leave; a wPort is never given twice.
+  values, event logs and last registers from what the DC collected, with the objects of the meter's
+  own make. A meter keeps its wPort while others join or leave; a wPort is never given twice.
 - Client SAPs: 0x01 management (the DC's own security: HLS-GMAC with suite 0 by default, keys from
   the seed), 0x10 public (no security). The same two serve every logical device of the DC.
 
@@ -77,7 +77,6 @@ from protocols.xdlms.selective_access import (
 from simulators.clock import FieldClock
 from simulators.counters import Counters, CounterStore, MemoryCounterStore
 from simulators.endpoint import LogicalDevice, Session
-from simulators.energy import voltage_at
 from simulators.faults import FaultPlan
 from simulators.links import LinkLost, LinkModel
 from simulators.meter import SimulatedMeter
@@ -673,11 +672,15 @@ class _ConcentratedDevice(_DeviceBase):
                 DataAccessResult.OBJECT_UNDEFINED
         if (d.class_id, d.instance_id) == (8, CLOCK) and d.attribute_id in (1, 2):
             return _logical_name(CLOCK) if d.attribute_id == 1 else encode_data(_date_time(self._dc.now()))
-        if d.class_id == 3 and d.instance_id in REGISTERS:
+        device = meter.device
+        # The meter's own make decides which objects the DC keeps for it.
+        registers = device.register_objects if isinstance(device, SimulatedMeter) else REGISTERS
+        profiles = device.profile_objects if isinstance(device, SimulatedMeter) else _PROFILE_OBJECTS
+        if d.class_id == 3 and d.instance_id in registers:
             if d.attribute_id == 2:
                 return self._register(d.instance_id)
             return await self._forward(request.descriptor, None)
-        if d.class_id == 7 and d.instance_id in _PROFILE_OBJECTS:
+        if d.class_id == 7 and d.instance_id in profiles:
             if d.attribute_id == 2:
                 return await self._buffer(request)
             if d.attribute_id == 7:
@@ -694,10 +697,8 @@ class _ConcentratedDevice(_DeviceBase):
             return DataAccessResult.TEMPORARY_FAILURE
         if not isinstance(device, SimulatedMeter):
             return DataAccessResult.OBJECT_UNAVAILABLE
-        config = device.config
-        if obis == REGISTERS[4]:
-            return encode_data(Data.long_unsigned(voltage_at(config.seed, config.serial, meter.last_read)))
-        return encode_data(Data.double_long_unsigned(device.registers_at(meter.last_read)[REGISTERS.index(obis)]))
+        value = device.register_value(obis, meter.last_read)
+        return DataAccessResult.OBJECT_UNDEFINED if value is None else encode_data(value)
 
     async def _forward(
         self, descriptor: CosemAttributeDescriptor, selection: SelectiveAccessDescriptor | None

@@ -1,9 +1,9 @@
 """The fleet launcher: a deterministic simulated field (DCs, their meters, p2p meters) in one asyncio process.
 
 Everything follows from ``FleetOptions`` and its seed: serials, physical addresses, each meter's
-security (a mix of none / LLS / HLS-GMAC drawn per meter), keys and system titles, each DC's
-clock drift, which meters start unreachable, which meters leave and join the DC tables over field
-time. Names are fixed patterns so a test can predict them: DC ``DC0001``..., the
+security (a mix of none / LLS / HLS-GMAC drawn per meter), keys and system titles, each meter's
+make, each DC's clock drift, which meters start unreachable, which meters leave and join the DC
+tables over field time. Names are fixed patterns so a test can predict them: DC ``DC0001``..., the
 i-th meter of DC d ``SIM{d:04d}{i:05d}`` (physical address 0x10 + i, wPort 0x100 + i), the k-th
 point-to-point meter ``P2P{k:09d}`` (wrapper for even k, HDLC for odd k). ``Fleet`` is also the
 runtime control object: its links, fault plans, meters, meter tables and concentrators can be
@@ -40,7 +40,7 @@ from simulators.counters import CounterStore, FileCounterStore, MemoryCounterSto
 from simulators.events import MeterEvent
 from simulators.faults import FaultPlan
 from simulators.links import LinkModel
-from simulators.makes import MAKE_A, DeviceType
+from simulators.makes import MAKE_A, MAKE_B, DeviceType
 from simulators.manifest import (
     Manifest,
     ManifestConcentrator,
@@ -157,6 +157,10 @@ class FleetOptions:
     dc_clock_offset: float = 0.0
     #: Meters per DC per field day that leave its table, and as many new ones that join (seeded, at read cycles).
     table_churn: float = 0.0
+    #: Share of meters (DC and p2p alike, drawn per meter from the seed) of make B.
+    make_b_share: float = 0.0
+    #: Serials that are make B whatever the share draws (meters of the fleet as built).
+    make_b: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.concentrators < 0 or self.meters_per_dc < 0 or self.p2p < 0:
@@ -199,6 +203,19 @@ class FleetOptions:
         if self.table_churn * self.read_period / 86400 > _MAX_CHURN_PER_PERIOD:
             raise FleetError(f"table churn {self.table_churn} per day is more than {_MAX_CHURN_PER_PERIOD:.0f} "
                              f"meters per read period")
+        if not 0.0 <= self.make_b_share <= 1.0:
+            raise FleetError(f"make B share {self.make_b_share} is not between 0 and 1")
+        for serial in self.make_b:
+            if not self._built(serial):
+                raise FleetError(f"--make-b {serial}: no such meter in this fleet")
+
+    def _built(self, serial: str) -> bool:
+        """Whether ``serial`` is one of the meters the fleet is built with."""
+        if serial.startswith("P2P") and serial[3:].isdigit() and len(serial) == 12:
+            return int(serial[3:]) < self.p2p
+        if serial.startswith("SIM") and serial[3:].isdigit() and len(serial) == 12:
+            return 1 <= int(serial[3:7]) <= self.concentrators and int(serial[7:]) < self.meters_per_dc
+        return False
 
 
 def _meter_security(seed: int | str, serial: str, number: int) -> SecurityConfig:
@@ -271,6 +288,7 @@ class Fleet:
         self._p2p: dict[str, _P2p] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._started = False
+        self._make_b = frozenset(options.make_b)
         #: Meters numbered so far (system titles ``SIM`` + number); joined meters continue the count.
         self._number = 0
         #: Per DC: the next index of its serial pattern, and the last read period its churn was applied for.
@@ -350,8 +368,16 @@ class Fleet:
         return MeterConfig(
             serial=serial, seed=self.options.seed, physical_address=address, policy=security.policy,
             password=security.password, system_title=security.system_title, ek=security.ek, ak=security.ak,
-            device_type=MAKE_A if kind is None else kind,
+            device_type=self._device_type(serial) if kind is None else kind,
         )
+
+    def _device_type(self, serial: str) -> DeviceType:
+        o = self.options
+        if serial in self._make_b:
+            return MAKE_B
+        if o.make_b_share and random.Random(f"{o.seed}:fleet:make:{serial}").random() < o.make_b_share:
+            return MAKE_B
+        return MAKE_A
 
     def _port(self, offset: int) -> int:
         base = self.options.base_port
@@ -515,8 +541,8 @@ class Fleet:
         """A new meter joins DC ``ident``'s table.
 
         Its serial is the DC's pattern with the next index never used there, its physical address
-        the lowest free one from 0x10, its wPort one the DC never gave; its security is drawn from
-        the seed as for every meter; its make is ``device_type`` (make A by default).
+        the lowest free one from 0x10, its wPort one the DC never gave; security (and, unless
+        ``device_type`` says, its make) are drawn from the seed as for every meter.
         """
         dc = self.concentrators.get(ident)
         if dc is None:

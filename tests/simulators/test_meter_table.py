@@ -1,4 +1,4 @@
-"""Meters joining, leaving and changing address in a DC's table; the table's columns."""
+"""Meters joining, leaving and changing address in a DC's table; the table's columns; a make-B meter behind a DC."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from simulators.concentrator import (
     METER_WPORT_BASE,
     DcEvent,
 )
+from simulators.events import EventLog, events_between
 from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetError, FleetOptions, TableChange
-from simulators.makes import MAKE_A, MAKE_B
-from simulators.meter import A_PLUS
+from simulators.makes import MAKE_A, MAKE_B, event_code
+from simulators.meter import A_PLUS, A_PLUS_T1, DAILY_VALUES_B, LOAD_PROFILE, LOAD_PROFILE_B
 from tests.simulators.netclient import NetClient
-from tests.simulators.test_concentrator import client_config, concentrated, run
+from tests.simulators.test_concentrator import client_config, concentrated, day_range, run
 
 SERIAL_LN = ObisCode(0, 0, 96, 1, 0, 255)
 
@@ -64,9 +65,10 @@ def test_the_table_has_the_wport_and_identification_columns_after_the_five() -> 
         assert [r[0] for r in rows] == [f"SIM00010000{i}" for i in range(4)]
         assert [r[1] for r in rows] == [bytes([0, 0x10 + i]) for i in range(4)]
         assert [r[5] for r in rows] == [METER_WPORT_BASE + i for i in range(4)]
-        assert [r[6] for r in rows] == ["HES-SIM SIM-A 1.0"] * 4
+        assert [r[6] for r in rows] == ["HES-SIM SIM-A 1.0", "HES-SIM SIM-B 2.1", "HES-SIM SIM-A 1.0",
+                                        "HES-SIM SIM-A 1.0"]
 
-    run(body)
+    run(body, make_b=("SIM000100001",))
 
 
 def test_meters_join_leave_and_move_keeping_their_wports() -> None:
@@ -200,14 +202,77 @@ def test_churn_is_seeded_and_follows_field_time_however_often_the_dc_reads() -> 
     assert quiet.table_changes == [] and len(quiet.concentrators["DC0001"].meters) == 5
 
 
+def test_the_dc_serves_a_make_b_meter_from_that_meters_own_objects() -> None:
+    async def body(fleet: Fleet) -> None:
+        dc = fleet.concentrators["DC0001"]
+        meter = fleet.meter("SIM000100001")
+        assert fleet.device_type("SIM000100001") is MAKE_B and meter.device_type is MAKE_B
+        fleet.clock.jump(timedelta(hours=3))
+        await dc.read_cycle()
+        mark = dc.meters[1].last_read
+        assert mark is not None
+        selection = day_range(mark).to_access_selection()
+        async with await concentrated(fleet, 1) as client:
+            cached = await client.get_data(7, LOAD_PROFILE_B, 2, selection)
+            columns = await client.get_data(7, LOAD_PROFILE_B, 3)
+            daily = await client.get_data(7, DAILY_VALUES_B, 2, day_range(mark).to_access_selection())
+            a_plus = await client.get_data(3, A_PLUS, 2)
+            log = await client.get_data(7, EventLog.STANDARD.obis, 2)
+            with pytest.raises(ServiceError, match="object_undefined"):
+                await client.get_data(7, LOAD_PROFILE, 2, selection)
+            with pytest.raises(ServiceError, match="object_undefined"):
+                await client.get_data(3, A_PLUS_T1, 2)
+            await client.release()
+        async with await via_gateway(fleet, "SIM000100001", 0x11) as client:
+            direct = await client.get_data(7, LOAD_PROFILE_B, 2, selection)
+            await client.release()
+        assert cached == direct and len(cached.value) >= 96
+        assert [CaptureObjectDefinition.from_data(c).logical_name for c in columns.value][1:3] == [
+            ObisCode(1, 0, 2, 8, 0, 255), ObisCode(1, 0, 1, 8, 0, 255)]
+        assert len(daily.value) == 1 and len(daily.value[0].value) == 3
+        assert a_plus.value == meter.registers_at(mark).a_plus
+        retained = events_between(fleet.options.seed, "SIM000100001", EventLog.STANDARD, mark - timedelta(days=40),
+                                  mark)
+        assert [row.value[1].value for row in log.value] == [event_code(MAKE_B, e.code) for e in retained]
+        # Make A meters of the same DC keep make A's objects.
+        async with await concentrated(fleet, 0) as client:
+            assert len((await client.get_data(7, LOAD_PROFILE, 2, selection)).value) >= 96
+            await client.release()
+
+    run(body, make_b=("SIM000100001",))
+
+
+def test_make_b_share_is_drawn_per_meter_from_the_seed() -> None:
+    def kinds(**options: object) -> dict[str, str]:
+        settings: dict[str, object] = {"concentrators": 2, "meters_per_dc": 60, "p2p": 40, "seed": 8,
+                                       "schedule": False}
+        settings.update(options)
+        fleet = Fleet(FleetOptions(**settings), clock=FieldClock(DEFAULT_EPOCH, 0.0))  # type: ignore[arg-type]
+        return {serial: fleet.device_type(serial).name for serial in fleet.meters()}
+
+    half = kinds(make_b_share=0.5)
+    assert half == kinds(make_b_share=0.5)
+    b = [s for s, kind in half.items() if kind == "hes-sim-b"]
+    assert 45 <= len(b) <= 115
+    assert any(s.startswith("P2P") for s in b) and any(s.startswith("SIM") for s in b)
+    assert set(kinds().values()) == {"hes-sim-a"}
+    assert set(kinds(make_b_share=1.0).values()) == {"hes-sim-b"}
+    listed = kinds(make_b=("SIM000200007", "P2P000000003"))
+    assert [s for s, kind in listed.items() if kind == "hes-sim-b"] == ["SIM000200007", "P2P000000003"]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"table_churn": -1.0}, "table churn"),
         ({"table_churn": 1e7}, "table churn"),
+        ({"make_b_share": 1.5}, "make B share"),
+        ({"make_b": ("SIM000100010",)}, "no such meter"),
+        ({"make_b": ("P2P000000000",)}, "no such meter"),
+        ({"make_b": ("nonsense",)}, "no such meter"),
     ],
 )
-def test_bad_table_options_are_refused(options: dict[str, object], message: str) -> None:
+def test_bad_table_and_make_options_are_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(FleetError, match=message) as refused:
         FleetOptions(meters_per_dc=10, **options).validate()  # type: ignore[arg-type]
     assert "\n" not in str(refused.value)

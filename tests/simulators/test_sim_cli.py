@@ -1,4 +1,4 @@
-"""`hes sim fleet`'s options for DC clocks and table churn: bad values refused in one line."""
+"""`hes sim fleet`'s options for DC clocks, table churn and make B: bad values refused in one line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from cli.main import app
         (["--dc-clock-drift", "nan"], "DC clock drift"),
         (["--dc-clock-offset", "1e12"], "DC clock offset"),
         (["--table-churn", "-1"], "table churn"),
+        (["--make-b-share", "1.5"], "make B share"),
+        (["--make-b", "SIM000900000"], "--make-b SIM000900000: no such meter"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:

@@ -461,18 +461,21 @@ class Fleet:
         o = self.options
         dcs = []
         for ident, dc in self.concentrators.items():
-            meters = tuple(
-                ManifestDcMeter(m.serial, m.wport, m.gateway_address, MANAGEMENT_SAP, self._meters[m.serial].security)
-                for m in dc.meters
-            )
+            meters = []
+            for m in dc.meters:
+                entry = self._meters[m.serial]
+                kind = entry.meter.device_type
+                meters.append(ManifestDcMeter(m.serial, m.wport, m.gateway_address, MANAGEMENT_SAP, entry.security,
+                                              kind.make, kind.model, kind.firmware, kind.name))
             dcs.append(ManifestConcentrator(ident, o.host, dc.port, MANAGEMENT_WPORT, MANAGEMENT_SAP, NETWORK_ID,
-                                            dc.config.security, meters))
-        p2ps = tuple(
-            ManifestP2p(serial, o.host, p.server.port, p.server.interface, MANAGEMENT_SAP, p.server.server_sap,
-                        p.server.physical_address, p.security)
-            for serial, p in self._p2p.items()
-        )
-        return Manifest(o.seed, o.epoch, o.time_scale, tuple(dcs), p2ps)
+                                            dc.config.security, tuple(meters), o.link))
+        p2ps = []
+        for serial, p in self._p2p.items():
+            kind = p.meter.device_type
+            p2ps.append(ManifestP2p(serial, o.host, p.server.port, p.server.interface, MANAGEMENT_SAP,
+                                    p.server.server_sap, p.server.physical_address, p.security,
+                                    kind.make, kind.model, kind.firmware, kind.name))
+        return Manifest(o.seed, o.epoch, o.time_scale, tuple(dcs), tuple(p2ps))
 
     def write_manifest(self, path: str | Path) -> None:
         write_manifest(path, self.manifest())

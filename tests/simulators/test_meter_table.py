@@ -126,7 +126,9 @@ def test_meters_join_leave_and_move_keeping_their_wports() -> None:
         async with await via_gateway(fleet, "SIM000100005", 0x11) as client:
             assert (await client.get_data(1, SERIAL_LN, 2)).value == "SIM000100005"
         meters = fleet.manifest().concentrators[0].meters
-        assert [(m.serial, m.logical_device, m.physical_address) for m in meters] == [(r[0], r[5], r[1]) for r in rows]
+        assert [(m.serial, m.logical_device, m.physical_address, m.device_type) for m in meters] == [
+            (r[0], r[5], r[1], "hes-sim-b" if r[0] == "SIM000100005" else "hes-sim-a") for r in rows
+        ]
 
     run(body)
 

@@ -80,6 +80,23 @@ def fleet(
         typer.Option("--tamper-every", help="Every this many wall seconds, the next meter in serial order logs a "
                                             "meter cover opening (pushed with --push-to)."),
     ] = None,
+    dc_clock_drift: Annotated[
+        float, typer.Option("--dc-clock-drift", help="Largest DC clock drift, s per field day (each DC draws its "
+                                                      "own in [-x, x] from the seed).")
+    ] = 0.0,
+    dc_clock_offset: Annotated[
+        float, typer.Option("--dc-clock-offset", help="Every DC clock's offset from field time at start, s.")
+    ] = 0.0,
+    table_churn: Annotated[
+        float, typer.Option("--table-churn", help="Meters per DC per field day that leave its table, and as many "
+                                                   "new ones that join (seeded).")
+    ] = 0.0,
+    make_b_share: Annotated[
+        float, typer.Option("--make-b-share", help="Share of meters (drawn per meter from the seed) of make B.")
+    ] = 0.0,
+    make_b: Annotated[
+        list[str] | None, typer.Option("--make-b", help="Serial of a meter that is make B (repeatable).")
+    ] = None,
 ) -> None:
     """Run a fleet until Ctrl-C or SIGTERM; the manifest says how to reach every device."""
     options = FleetOptions(
@@ -95,6 +112,11 @@ def fleet(
         unreachable_share=unreachable_share,
         dc_outages=tuple(dc_outage or ()),
         counters=counters,
+        dc_clock_drift=dc_clock_drift,
+        dc_clock_offset=dc_clock_offset,
+        table_churn=table_churn,
+        make_b_share=make_b_share,
+        make_b=tuple(make_b or ()),
     )
     destination = None if push_to is None else _parse_host_port(push_to)
     if tamper_every is not None and not tamper_every > 0:

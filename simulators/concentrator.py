@@ -6,9 +6,10 @@ Addressing (TCP wrapper, IEC 62056-47), documented in docs/SIMULATORS.md:
   the meter table (``METER_TABLE``, a profile generic in the manufacturer-specific range) and the DC
   event log. Gateway-requests (0xE6) are accepted here, from any client wPort, with or without an
   association with the DC itself: the HES associates end to end with the meter.
-- wPort 0x100 + i (``METER_WPORT_BASE + index``): the concentrated logical device of the DC's i-th
-  meter (0-based), answering that meter's load profile, daily values, event logs and last registers
-  from what the DC collected.
+- wPort 0x100 + i (``METER_WPORT_BASE + i``): the concentrated logical device of the i-th meter the
+  DC registered (0-based, in the order they joined), answering that meter's load profile, daily
+  values, event logs and last registers from what the DC collected, with the objects of the meter's
+  own make. A meter keeps its wPort while others join or leave; a wPort is never given twice.
 - Client SAPs: 0x01 management (the DC's own security: HLS-GMAC with suite 0 by default, keys from
   the seed), 0x10 public (no security). The same two serve every logical device of the DC.
 
@@ -21,6 +22,10 @@ registers are the meter's values at the mark (the meter's data is a pure functio
 and a concentrated buffer read asks the meter's own model (through its public client, in process,
 no link) for the rows up to the mark, so a meter the DC could not reach yields only older intervals.
 Tunnelled (gateway) APDUs, on the other hand, cross the link for real: latency slept, loss raised.
+
+The DC has its own clock (``DcClock``): field time plus an offset that drifts at a fixed rate. The
+clock objects of all its logical devices show it, and so do the timestamps the DC makes itself
+(meter table, event log); the management client may set it on the management logical device.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -71,7 +77,6 @@ from protocols.xdlms.selective_access import (
 from simulators.clock import FieldClock
 from simulators.counters import Counters, CounterStore, MemoryCounterStore
 from simulators.endpoint import LogicalDevice, Session
-from simulators.energy import voltage_at
 from simulators.faults import FaultPlan
 from simulators.links import LinkLost, LinkModel
 from simulators.meter import SimulatedMeter
@@ -96,6 +101,7 @@ __all__ = [
     "ConcentratorConfig",
     "read_model",
     "ConcentratorError",
+    "DcClock",
     "DcEvent",
     "DcMeter",
     "SecurityConfig",
@@ -133,8 +139,10 @@ METER_TABLE_COLUMNS = (
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 1, 0, 255), 2),  # serial, visible-string
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 2, 0, 255), 2),  # physical address, octet-string
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 3, 0, 255), 2),  # commissioned, boolean
-    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 4, 0, 255), 2),  # last successful read, date-time
+    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 4, 0, 255), 2),  # last successful read, date-time (DC time)
     CaptureObjectDefinition(1, ObisCode(0, 128, 96, 5, 0, 255), 2),  # reachable, boolean
+    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 6, 0, 255), 2),  # concentrated LD (wPort), long-unsigned
+    CaptureObjectDefinition(1, ObisCode(0, 128, 96, 7, 0, 255), 2),  # "MAKE MODEL FIRMWARE", visible-string
 )
 #: The DC event log (the standard event log's OBIS on the DC's own logical device).
 DC_EVENT_LOG = ObisCode(0, 0, 99, 98, 0, 255)
@@ -148,6 +156,8 @@ _UNSPECIFIED_DATE_TIME = bytes([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 
 _EMPTY_ARRAY = encode_data(Data.array(()))
 _PROFILE_OBJECTS = (LOAD_PROFILE, DAILY_VALUES, *EVENT_LOGS)
 _MAX_DC_EVENTS = 1000
+#: Bound on a DC clock's offset and drift (a year of seconds): beyond it, dates leave what COSEM encodes.
+_MAX_CLOCK_SECONDS = 365 * 86400.0
 
 PolicyName = Literal["none", "lls", "hls-gmac"]
 
@@ -157,11 +167,19 @@ class ConcentratorError(ValueError):
 
 
 class DcEvent(IntEnum):
-    """Codes in the DC event log: power up as in IDIS; the meter codes are this simulator's own (200+)."""
+    """Codes in the DC event log: power up and clock adjusted as in IDIS; the meter codes are this simulator's own.
+
+    ``CLOCK_ADJUSTED`` is IDIS's "clock adjusted (new date/time)", stamped with the DC time set. The
+    table events say which meter only through the meter table (the log has no meter column).
+    """
 
     POWER_UP = 2
+    CLOCK_ADJUSTED = 5
     METER_UNREACHABLE = 200
     METER_REACHABLE = 201
+    METER_JOINED = 202
+    METER_LEFT = 203
+    METER_READDRESSED = 204
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,19 +235,74 @@ class ConcentratorConfig:
     read_attempts: int = 3
     #: How far back the DC's tables go (rows older than this before the mark are not served).
     retention: timedelta = timedelta(days=40)
+    #: The DC clock's offset from field time at start (seconds) and how it drifts (seconds per field day).
+    clock_offset: float = 0.0
+    clock_drift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.read_period <= 0:
             raise ConcentratorError(f"read period {self.read_period} must be positive (field seconds)")
         if self.read_attempts < 1:
             raise ConcentratorError(f"read attempts {self.read_attempts} must be at least 1")
+        for name, value in (("clock offset", self.clock_offset), ("clock drift", self.clock_drift)):
+            if not math.isfinite(value) or abs(value) > _MAX_CLOCK_SECONDS:
+                raise ConcentratorError(f"DC {self.id}: {name} {value} outside +-{_MAX_CLOCK_SECONDS:.0f} s")
+
+
+class DcClock:
+    """A DC's own clock: field time + an offset that drifts ``drift`` seconds per field day.
+
+    Setting the offset (or the time) restarts the drift from that instant, as a real clock's
+    crystal keeps its error after a correction.
+    """
+
+    __slots__ = ("_base", "_drift", "_field", "_since")
+
+    def __init__(self, field: FieldClock, offset: float = 0.0, drift: float = 0.0) -> None:
+        self._field = field
+        self._base = offset
+        self._drift = drift
+        self._since = field.now()
+
+    @property
+    def drift(self) -> float:
+        """Seconds per field day the clock gains (negative: loses)."""
+        return self._drift
+
+    def offset(self, at: datetime | None = None) -> float:
+        """DC time minus field time, in seconds, at field instant ``at`` (default now)."""
+        if not self._drift:
+            return self._base
+        at = self._field.now() if at is None else at
+        return self._base + self._drift * (at - self._since).total_seconds() / 86400.0
+
+    def time_at(self, at: datetime) -> datetime:
+        """What the DC's clock showed (or shows) at field instant ``at``."""
+        if not self._drift and not self._base:
+            return at  # the common case: no object made per meter and read
+        return at + timedelta(seconds=self.offset(at))
+
+    def now(self) -> datetime:
+        return self.time_at(self._field.now())
+
+    def set_offset(self, seconds: float) -> None:
+        if not math.isfinite(seconds) or abs(seconds) > _MAX_CLOCK_SECONDS:
+            raise ConcentratorError(f"clock offset {seconds} s outside +-{_MAX_CLOCK_SECONDS:.0f} s")
+        self._base = seconds
+        self._since = self._field.now()
+
+    def set_time(self, dc_time: datetime) -> None:
+        """Make DC time equal ``dc_time`` now (what a client's SET of the clock does)."""
+        now = self._field.now()
+        self.set_offset((dc_time - now).total_seconds())
 
 
 @dataclass(slots=True, eq=False)
 class DcMeter:
     """One row of the meter table and what the DC needs to reach that meter."""
 
-    index: int
+    #: The meter's concentrated logical device: kept while it stays in the table, never reused.
+    wport: int
     serial: str
     physical_address: int
     device: LogicalDevice
@@ -239,10 +312,10 @@ class DcMeter:
     #: Field time of the last successful read: the DC holds the meter's data up to here.
     last_read: datetime | None = None
     reachable: bool = True
-
-    @property
-    def wport(self) -> int:
-        return METER_WPORT_BASE + self.index
+    #: "MAKE MODEL FIRMWARE" as the meter table shows it.
+    identification: str = ""
+    #: The DC's clock at the last successful read (what the meter table shows).
+    last_read_shown: datetime | None = None
 
     @property
     def gateway_address(self) -> bytes:
@@ -326,11 +399,15 @@ def _select_entries(buffer: Data, entry: EntryDescriptor) -> bytes:
 
 
 def _instant(value: Data) -> datetime | None:
-    if value.tag != DataTag.OCTET_STRING or len(value.value) != 12:
-        return None
     try:
-        return CosemDateTime.decode(value.value).to_datetime(default_deviation=DEVIATION)
-    except DlmsError:
+        if value.tag == DataTag.OCTET_STRING and len(value.value) == 12:
+            moment = CosemDateTime.decode(value.value)
+        elif value.tag == DataTag.DATE_TIME and isinstance(value.value, CosemDateTime):
+            moment = value.value
+        else:
+            return None
+        return moment.to_datetime(default_deviation=DEVIATION)
+    except (DlmsError, ValueError, OverflowError):
         return None
 
 
@@ -353,7 +430,8 @@ class _DcSession:
         self._association = association
         self._counter_key = counter_key
         self._gateway = gateway
-        self._tunnels: dict[int, Session] = {}
+        #: Open end-to-end sessions by physical address, with the meter each was opened with.
+        self._tunnels: dict[int, tuple[DcMeter, Session]] = {}
 
     async def handle(self, apdu: bytes) -> list[bytes]:
         if self._gateway and apdu[:1] == b"\xe6":
@@ -376,7 +454,7 @@ class _DcSession:
                 ]
                 association.respond_get_with_list(event.invoke_id, results)
             elif isinstance(event, SetRequested):
-                association.respond_set(event.invoke_id, DataAccessResult.READ_WRITE_DENIED)
+                association.respond_set(event.invoke_id, self._device.set(event, self._client_sap))
             elif isinstance(event, ActionRequested):
                 association.respond_action(event.invoke_id, ActionResult.READ_WRITE_DENIED)
         self._dc.counters.put(
@@ -398,14 +476,24 @@ class _DcSession:
             logger.info("DC %s: gateway-request for unknown meter %s on network %d; ignored",
                         self._dc.config.id, request.physical_device_address.hex(), request.network_id)
             return []
-        session = self._tunnels.get(address)
-        if session is None:
+        tunnel = self._tunnels.get(address)
+        if tunnel is not None and tunnel[0] is not meter:
+            # The address now belongs to another meter (it left, or was re-registered elsewhere).
+            tunnel[1].close()
+            tunnel = None
+        if tunnel is None:
             opened = meter.device.open_session(self._client_sap)
             if opened is None:
                 logger.info("DC %s: meter %s refuses client SAP %d", self._dc.config.id, meter.serial,
                             self._client_sap)
                 return []
-            session = self._tunnels[address] = opened
+            for old, (other, stale) in list(self._tunnels.items()):
+                if other is meter:
+                    # The meter re-registered under this address: its session at the old one is over.
+                    stale.close()
+                    del self._tunnels[old]
+            tunnel = self._tunnels[address] = (meter, opened)
+        session = tunnel[1]
         clock = self._dc.clock
         out: list[bytes] = []
         try:
@@ -420,7 +508,7 @@ class _DcSession:
 
     def close(self) -> None:
         tunnels, self._tunnels = self._tunnels, {}
-        for session in tunnels.values():
+        for _meter, session in tunnels.values():
             session.close()
 
 
@@ -457,9 +545,33 @@ class _DeviceBase:
     async def get(self, request: GetRequested) -> bytes | DataAccessResult:
         raise NotImplementedError
 
+    def set(self, request: SetRequested, client_sap: int) -> DataAccessResult:
+        return DataAccessResult.READ_WRITE_DENIED
+
 
 class _ManagementDevice(_DeviceBase):
-    """wPort 1: clock, serial, meter table, DC event log."""
+    """wPort 1: clock, serial, meter table, DC event log; the management client may set the clock."""
+
+    def set(self, request: SetRequested, client_sap: int) -> DataAccessResult:
+        d = request.descriptor
+        if (d.class_id, d.instance_id, d.attribute_id) != (8, CLOCK, 2) or client_sap != MANAGEMENT_SAP \
+                or request.access_selection is not None:
+            return DataAccessResult.READ_WRITE_DENIED
+        try:
+            value = decode_data_exact(request.value)
+        except DlmsError:
+            return DataAccessResult.TYPE_UNMATCHED
+        if value.tag not in (DataTag.OCTET_STRING, DataTag.DATE_TIME):
+            return DataAccessResult.TYPE_UNMATCHED
+        moment = _instant(value)
+        if moment is None:
+            # Not 12 octets, or unspecified fields: no instant to set the clock to.
+            return DataAccessResult.OTHER_REASON
+        try:
+            self._dc.set_time(moment)
+        except ConcentratorError:
+            return DataAccessResult.OTHER_REASON
+        return DataAccessResult.SUCCESS
 
     async def get(self, request: GetRequested) -> bytes | DataAccessResult:
         d = request.descriptor
@@ -468,7 +580,7 @@ class _ManagementDevice(_DeviceBase):
         if d.attribute_id == 1 and key in ((8, CLOCK), (1, SERIAL), (7, METER_TABLE), (7, DC_EVENT_LOG)):
             return _logical_name(d.instance_id)
         if key == (8, CLOCK) and d.attribute_id == 2:
-            return encode_data(_date_time(dc.clock.now()))
+            return encode_data(_date_time(dc.now()))
         if key == (1, SERIAL) and d.attribute_id == 2:
             return encode_data(Data.visible_string(dc.config.id))
         if key == (7, METER_TABLE):
@@ -490,8 +602,10 @@ class _ManagementDevice(_DeviceBase):
                 Data.visible_string(m.serial),
                 Data.octet_string(m.gateway_address),
                 Data.boolean(m.commissioned),
-                _date_time(m.last_read),
+                _date_time(m.last_read_shown),
                 Data.boolean(m.reachable),
+                Data.long_unsigned(m.wport),
+                Data.visible_string(m.identification),
             ))
             for m in meters
         )
@@ -548,18 +662,25 @@ class _ConcentratedDevice(_DeviceBase):
     async def get(self, request: GetRequested) -> bytes | DataAccessResult:
         d = request.descriptor
         meter = self.meter
+        if self._dc.by_wport.get(meter.wport) is not meter:
+            # The meter left the table while this association was open: the DC has nothing of it any more.
+            return DataAccessResult.OBJECT_UNAVAILABLE
         if (d.class_id, d.instance_id) == (1, SERIAL):
             if d.attribute_id == 1:
                 return _logical_name(SERIAL)
             return encode_data(Data.visible_string(meter.serial)) if d.attribute_id == 2 else \
                 DataAccessResult.OBJECT_UNDEFINED
         if (d.class_id, d.instance_id) == (8, CLOCK) and d.attribute_id in (1, 2):
-            return _logical_name(CLOCK) if d.attribute_id == 1 else encode_data(_date_time(self._dc.clock.now()))
-        if d.class_id == 3 and d.instance_id in REGISTERS:
+            return _logical_name(CLOCK) if d.attribute_id == 1 else encode_data(_date_time(self._dc.now()))
+        device = meter.device
+        # The meter's own make decides which objects the DC keeps for it.
+        registers = device.register_objects if isinstance(device, SimulatedMeter) else REGISTERS
+        profiles = device.profile_objects if isinstance(device, SimulatedMeter) else _PROFILE_OBJECTS
+        if d.class_id == 3 and d.instance_id in registers:
             if d.attribute_id == 2:
                 return self._register(d.instance_id)
             return await self._forward(request.descriptor, None)
-        if d.class_id == 7 and d.instance_id in _PROFILE_OBJECTS:
+        if d.class_id == 7 and d.instance_id in profiles:
             if d.attribute_id == 2:
                 return await self._buffer(request)
             if d.attribute_id == 7:
@@ -576,10 +697,8 @@ class _ConcentratedDevice(_DeviceBase):
             return DataAccessResult.TEMPORARY_FAILURE
         if not isinstance(device, SimulatedMeter):
             return DataAccessResult.OBJECT_UNAVAILABLE
-        config = device.config
-        if obis == REGISTERS[4]:
-            return encode_data(Data.long_unsigned(voltage_at(config.seed, config.serial, meter.last_read)))
-        return encode_data(Data.double_long_unsigned(device.registers_at(meter.last_read)[REGISTERS.index(obis)]))
+        value = device.register_value(obis, meter.last_read)
+        return DataAccessResult.OBJECT_UNDEFINED if value is None else encode_data(value)
 
     async def _forward(
         self, descriptor: CosemAttributeDescriptor, selection: SelectiveAccessDescriptor | None
@@ -627,6 +746,8 @@ class SimulatedConcentrator:
 
     ``faults`` is the DC's WAN fault plan (F2's ``FaultPlan``), applied by the TCP server: set
     ``refuse_connections`` for an outage, ``silent`` for a failed modem, ``drop_mid_transfer``...
+    ``meters`` is the meter table in its order; ``by_address``, ``by_serial`` and ``by_wport`` index
+    it. ``before_cycle`` (set by the fleet for table churn) runs at the start of every read cycle.
     """
 
     def __init__(
@@ -644,7 +765,12 @@ class SimulatedConcentrator:
         self.meters: list[DcMeter] = []
         self.by_address: dict[int, DcMeter] = {}
         self.by_serial: dict[str, DcMeter] = {}
+        self.by_wport: dict[int, DcMeter] = {}
+        #: The DC event log: (DC time, code), oldest first.
         self.events: list[tuple[datetime, DcEvent]] = []
+        self.dc_clock = DcClock(clock, config.clock_offset, config.clock_drift)
+        self.before_cycle: Callable[[SimulatedConcentrator, datetime], None] | None = None
+        self._next_wport = METER_WPORT_BASE
         self._devices: dict[int, _ConcentratedDevice] = {}
         self._management = _ManagementDevice(self, f"{config.id}#{MANAGEMENT_WPORT}", gateway=True)
         self._challenges = random.Random(f"{config.seed}:dc:{config.id}:challenge")
@@ -665,20 +791,77 @@ class SimulatedConcentrator:
         public_sap: int = PUBLIC_SAP,
         commissioned: bool = True,
         last_read: datetime | None = None,
+        identification: str | None = None,
+        announce: bool = False,
     ) -> DcMeter:
-        """Put a meter in the table; ``last_read`` is what the DC had collected before the simulation began."""
-        if not 0 <= physical_address <= 0xFFFF:
-            raise ConcentratorError(f"physical address {physical_address} does not fit two bytes")
-        if physical_address in self.by_address:
-            raise ConcentratorError(f"DC {self.config.id}: physical address {physical_address} used twice")
+        """Put a meter in the table with the next wPort never used here.
+
+        ``last_read`` is what the DC had collected before the simulation began; ``identification``
+        defaults to the meter's "MAKE MODEL FIRMWARE"; ``announce`` logs ``METER_JOINED`` (a meter
+        that registers while the DC runs).
+        """
+        self._check_address(physical_address)
         if serial in self.by_serial:
             raise ConcentratorError(f"DC {self.config.id}: meter {serial} added twice")
-        meter = DcMeter(len(self.meters), serial, physical_address, device, link, public_sap, commissioned,
-                        last_read)
+        if self._next_wport > 0xFFFF:
+            raise ConcentratorError(f"DC {self.config.id}: no wPort left for meter {serial}")
+        if identification is None:
+            identification = device.device_type.identification if isinstance(device, SimulatedMeter) else ""
+        shown = None if last_read is None else self.dc_clock.time_at(last_read)
+        meter = DcMeter(self._next_wport, serial, physical_address, device, link, public_sap, commissioned,
+                        last_read, True, identification, shown)
+        self._next_wport += 1
         self.meters.append(meter)
         self.by_address[physical_address] = meter
         self.by_serial[serial] = meter
+        self.by_wport[meter.wport] = meter
+        if announce:
+            self._log(DcEvent.METER_JOINED, self.now())
         return meter
+
+    def remove_meter(self, serial: str) -> DcMeter:
+        """Take a meter out of the table: its wPort and gateway address stop answering; logs ``METER_LEFT``."""
+        meter = self._meter(serial)
+        self.meters.remove(meter)
+        del self.by_address[meter.physical_address]
+        del self.by_serial[serial]
+        del self.by_wport[meter.wport]
+        self._devices.pop(meter.wport, None)
+        self._log(DcEvent.METER_LEFT, self.now())
+        return meter
+
+    def readdress_meter(self, serial: str, physical_address: int) -> int:
+        """The meter registered again under another physical address (logs ``METER_READDRESSED``); the old one."""
+        meter = self._meter(serial)
+        self._check_address(physical_address)
+        old = meter.physical_address
+        del self.by_address[old]
+        meter.physical_address = physical_address
+        self.by_address[physical_address] = meter
+        self._log(DcEvent.METER_READDRESSED, self.now())
+        return old
+
+    def free_address(self, first: int, last: int = 0xFFFF) -> int:
+        """The lowest physical address in [first, last] no meter of this DC holds."""
+        taken = self.by_address
+        for address in range(first, last + 1):
+            if address not in taken:
+                return address
+        raise ConcentratorError(f"DC {self.config.id}: no free physical address in {first:#06x}-{last:#06x}")
+
+    def _meter(self, serial: str) -> DcMeter:
+        meter = self.by_serial.get(serial)
+        if meter is None:
+            raise ConcentratorError(f"DC {self.config.id}: no meter {serial} in its table")
+        return meter
+
+    def _check_address(self, physical_address: int) -> None:
+        if not 0 <= physical_address <= 0xFFFF:
+            raise ConcentratorError(f"physical address {physical_address} does not fit two bytes")
+        holder = self.by_address.get(physical_address)
+        if holder is not None:
+            raise ConcentratorError(
+                f"DC {self.config.id}: physical address {physical_address:#06x} is taken by meter {holder.serial}")
 
     def challenge(self) -> bytes:
         return self._challenges.randbytes(16)
@@ -687,14 +870,33 @@ class SimulatedConcentrator:
         """The device at destination wPort ``wport`` (what ``serve_wrapper`` calls)."""
         if wport == MANAGEMENT_WPORT:
             return self._management
-        index = wport - METER_WPORT_BASE
-        if not 0 <= index < len(self.meters):
-            return None
-        device = self._devices.get(index)
+        device = self._devices.get(wport)
         if device is None:
+            meter = self.by_wport.get(wport)
+            if meter is None:
+                return None
             # Made on first use: 10,000 meters cost no device object until someone reads them.
-            device = self._devices[index] = _ConcentratedDevice(self, self.meters[index])
+            device = self._devices[wport] = _ConcentratedDevice(self, meter)
         return device
+
+    # --- the DC's clock ----------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """DC time: what its clock objects show and what it stamps its own records with."""
+        return self.dc_clock.now()
+
+    def clock_offset(self) -> float:
+        """DC time minus field time now, in seconds."""
+        return self.dc_clock.offset()
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Put the DC's clock ``seconds`` off field time (a knob: nothing is logged); drift continues from here."""
+        self.dc_clock.set_offset(seconds)
+
+    def set_time(self, dc_time: datetime) -> None:
+        """Set the DC's clock, as a client's SET does: logs ``CLOCK_ADJUSTED`` at the new time."""
+        self.dc_clock.set_time(dc_time)
+        self._log(DcEvent.CLOCK_ADJUSTED, self.now())
 
     # --- reading the meters ----------------------------------------------------------------------
 
@@ -725,18 +927,24 @@ class SimulatedConcentrator:
         if not self._link_passes(meter, now):
             if meter.reachable:
                 meter.reachable = False
-                self._log(DcEvent.METER_UNREACHABLE, now)
+                self._log(DcEvent.METER_UNREACHABLE, self.dc_clock.time_at(now))
             return False
         meter.last_read = now
+        meter.last_read_shown = self.dc_clock.time_at(now)
         if not meter.reachable:
             meter.reachable = True
-            self._log(DcEvent.METER_REACHABLE, now)
+            self._log(DcEvent.METER_REACHABLE, meter.last_read_shown)
         return True
 
     async def read_cycle(self) -> int:
         """Read every meter once now (what the schedule does each period); returns how many were reached."""
+        if self.before_cycle is not None:
+            self.before_cycle(self, self.clock.now())
         reached = 0
-        for number, meter in enumerate(self.meters):
+        # A copy: the table may change while the cycle yields to the servers.
+        for number, meter in enumerate(list(self.meters)):
+            if self.by_wport.get(meter.wport) is not meter:
+                continue
             reached += await self.read_meter(meter)
             if number % 50 == 49:
                 # Let the servers answer between batches: a cycle of 500 meters must not stall the DC.
@@ -772,7 +980,7 @@ class SimulatedConcentrator:
         if self._server is not None:
             raise ConcentratorError(f"DC {self.config.id} is already started")
         self._server = await serve_wrapper(self.logical_device, host, port, self.faults)
-        self._log(DcEvent.POWER_UP, self.clock.now())
+        self._log(DcEvent.POWER_UP, self.now())
         if schedule:
             self._schedule = asyncio.create_task(self._run_schedule(), name=f"dc-{self.config.id}-reads")
 

@@ -1,30 +1,41 @@
-"""The fleet manifest: the JSON file `hes sim fleet` writes and `hes registry import` reads.
+"""The fleet manifest in the head-end's registry import format ``hes-registry/1``: JSON (default) or CSV.
 
-Shape (issue 3 item 7; every key below is always present, unused security fields are null)::
+JSON shape (docs/SIMULATORS.md, "The manifest"; every key below is always present, unused ones null,
+bytes in hex)::
 
     {
-      "format": "hes-sim-fleet/1", "seed": 7, "field_epoch": "2024-03-01T00:00:00+00:00", "time_scale": 1.0,
+      "format": "hes-registry/1",
       "concentrators": [
-        {"id": "DC0001", "host": "127.0.0.1", "port": 4059, "logical_device": 1, "client_sap": 1,
-         "network_id": 0, "security": {...the DC's own...},
-         "meters": [{"serial": "SIM000100000", "logical_device": 256, "physical_address": "0010",
-                     "client_sap": 1, "security": {...the meter's own, for gateway reads...}}]}
-      ],
-      "p2p": [{"serial": "P2P000000000", "host": "127.0.0.1", "port": 4080, "interface": "wrapper",
-               "client_sap": 1, "server_sap": 1, "physical_address": null, "security": {...}}]
+        {"id": "DC0001", "host": "127.0.0.1", "port": 4059, "wport": 1, "client_sap": 1, "network_id": 0,
+         "link": "plc", "security": {...the DC's own...}}],
+      "meters": [
+        {"serial": "SIM000100000", "make": "HES-SIM", "model": "SIM-A", "firmware": "1.0",
+         "device_type": "hes-sim-a", "concentrator": "DC0001", "logical_device": 256,
+         "physical_address": "0010", "host": null, "port": null, "interface": null, "server_sap": null,
+         "hdlc_address": null, "client_sap": 1, "security": {...the meter's own...}},
+        {"serial": "P2P000000000", ..., "concentrator": null, "logical_device": null,
+         "physical_address": null, "host": "127.0.0.1", "port": 4080, "interface": "wrapper",
+         "server_sap": 1, "hdlc_address": null, "client_sap": 1, "security": {...}}],
+      "x-simulation": {"generator": "hes sim fleet", "seed": 7,
+                       "field_epoch": "2024-03-01T00:00:00+00:00", "time_scale": 1.0}
     }
 
-``security`` is ``{"policy": "none"|"lls"|"hls-gmac", "password", "system_title", "ek", "ak"}`` in hex.
-A DC meter is read concentrated at the DC's wPort ``logical_device`` with the DC's security, or end
-to end through the gateway (``network_id``, ``physical_address``) with its own ``security``.
+``security`` is ``{"policy": "none"|"lls"|"hls-gmac", "password", "system_title", "ek", "ak"}``.
+Keys beginning with ``x-`` are extensions a head-end ignores; ``x-simulation`` carries what only
+the simulator and its test peers need. The CSV form (a path ending in ``.csv``) has one row per
+device, a ``kind`` column and the security fields as columns; it has no ``x-simulation``.
+The Python side keeps its grouped shape: ``ManifestConcentrator.meters`` are the meters behind a DC,
+``Manifest.p2p`` the point-to-point ones.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -32,7 +43,9 @@ from typing import Any, cast
 from simulators.concentrator import PolicyName, SecurityConfig
 
 __all__ = [
+    "CSV_COLUMNS",
     "FORMAT",
+    "GENERATOR",
     "Manifest",
     "ManifestConcentrator",
     "ManifestDcMeter",
@@ -42,8 +55,19 @@ __all__ = [
     "write_manifest",
 ]
 
-FORMAT = "hes-sim-fleet/1"
+FORMAT = "hes-registry/1"
+GENERATOR = "hes sim fleet"
+_OLD_FORMAT = "hes-sim-fleet/1"
 _POLICIES = ("none", "lls", "hls-gmac")
+_LINKS = ("plc", "rf")
+_INTERFACES = ("wrapper", "hdlc")
+_SECURITY_COLUMNS = ("security_policy", "password", "system_title", "ek", "ak")
+#: The CSV header: one row per device; a column a kind of device does not use is empty.
+CSV_COLUMNS = (
+    "kind", "id", "serial", "make", "model", "firmware", "device_type", "concentrator", "logical_device",
+    "physical_address", "host", "port", "wport", "interface", "server_sap", "hdlc_address", "client_sap",
+    "network_id", "link", *_SECURITY_COLUMNS,
+)
 
 
 class ManifestError(ValueError):
@@ -52,15 +76,23 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ManifestDcMeter:
+    """A meter behind a DC: its wPort there (``logical_device``) and its 2-byte gateway address."""
+
     serial: str
     logical_device: int
     physical_address: bytes
     client_sap: int
     security: SecurityConfig
+    make: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    device_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ManifestConcentrator:
+    """A DC; ``logical_device`` is its management wPort (``wport`` in the file)."""
+
     id: str
     host: str
     port: int
@@ -69,10 +101,13 @@ class ManifestConcentrator:
     network_id: int
     security: SecurityConfig
     meters: tuple[ManifestDcMeter, ...]
+    link: str | None = "plc"
 
 
 @dataclass(frozen=True, slots=True)
 class ManifestP2p:
+    """A point-to-point meter; ``physical_address`` is its HDLC address (``hdlc_address`` in the file)."""
+
     serial: str
     host: str
     port: int
@@ -81,108 +116,224 @@ class ManifestP2p:
     server_sap: int
     physical_address: int | None
     security: SecurityConfig
+    make: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    device_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    seed: int | str
-    field_epoch: datetime
-    time_scale: float
+    """Every device; ``seed``, ``field_epoch`` and ``time_scale`` come from ``x-simulation`` (None without it)."""
+
+    seed: int | str | None
+    field_epoch: datetime | None
+    time_scale: float | None
     concentrators: tuple[ManifestConcentrator, ...]
     p2p: tuple[ManifestP2p, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
-            "seed": self.seed,
-            "field_epoch": self.field_epoch.isoformat(),
-            "time_scale": self.time_scale,
-            "concentrators": [
-                {
-                    "id": dc.id,
-                    "host": dc.host,
-                    "port": dc.port,
-                    "logical_device": dc.logical_device,
-                    "client_sap": dc.client_sap,
-                    "network_id": dc.network_id,
-                    "security": dc.security.to_json(),
-                    "meters": [
-                        {
-                            "serial": m.serial,
-                            "logical_device": m.logical_device,
-                            "physical_address": m.physical_address.hex(),
-                            "client_sap": m.client_sap,
-                            "security": m.security.to_json(),
-                        }
-                        for m in dc.meters
-                    ],
-                }
-                for dc in self.concentrators
-            ],
-            "p2p": [
-                {
-                    "serial": p.serial,
-                    "host": p.host,
-                    "port": p.port,
-                    "interface": p.interface,
-                    "client_sap": p.client_sap,
-                    "server_sap": p.server_sap,
-                    "physical_address": p.physical_address,
-                    "security": p.security.to_json(),
-                }
-                for p in self.p2p
-            ],
+            "concentrators": [_dc_json(dc) for dc in self.concentrators],
+            "meters": [_dc_meter_json(dc, m) for dc in self.concentrators for m in dc.meters]
+            + [_p2p_json(p) for p in self.p2p],
         }
+        if self.seed is not None:
+            out["x-simulation"] = {
+                "generator": GENERATOR,
+                "seed": self.seed,
+                "field_epoch": None if self.field_epoch is None else self.field_epoch.isoformat(),
+                "time_scale": self.time_scale,
+            }
+        return out
+
+    def to_csv(self) -> str:
+        """The same devices as CSV rows (no ``x-simulation``: CSV has nowhere to put it)."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for dc in self.concentrators:
+            writer.writerow(_csv_row("concentrator", _dc_json(dc)))
+        for record in self.to_json()["meters"]:
+            writer.writerow(_csv_row("meter", record))
+        return buffer.getvalue()
 
     @classmethod
     def from_json(cls, raw: object) -> Manifest:
         """Parse a manifest; ``ManifestError`` names the first bad field."""
         top = _obj(raw, "manifest")
-        if top.get("format") != FORMAT:
-            raise ManifestError(f"manifest format is {top.get('format')!r}, expected {FORMAT!r}")
-        seed = top.get("seed")
-        if not isinstance(seed, int | str) or isinstance(seed, bool):
-            raise ManifestError("manifest seed must be an integer or a string")
-        try:
-            epoch = datetime.fromisoformat(_str(top, "field_epoch", "manifest"))
-        except ValueError:
-            raise ManifestError("manifest field_epoch is not an ISO date-time") from None
-        scale = top.get("time_scale")
-        if not isinstance(scale, int | float) or isinstance(scale, bool):
-            raise ManifestError("manifest time_scale must be a number")
-        dcs = []
+        _check_format(top.get("format"))
+        dcs: dict[str, tuple[ManifestConcentrator, list[ManifestDcMeter]]] = {}
         for n, item in enumerate(_list(top, "concentrators", "manifest")):
             where = f"concentrators[{n}]"
             dc = _obj(item, where)
-            meters = []
-            for k, m in enumerate(_list(dc, "meters", where)):
-                mw = f"{where}.meters[{k}]"
-                mo = _obj(m, mw)
-                meters.append(ManifestDcMeter(
-                    _str(mo, "serial", mw), _int(mo, "logical_device", mw), _hex(mo, "physical_address", mw),
-                    _int(mo, "client_sap", mw), _security(mo.get("security"), mw),
-                ))
-            dcs.append(ManifestConcentrator(
-                _str(dc, "id", where), _str(dc, "host", where), _int(dc, "port", where),
-                _int(dc, "logical_device", where), _int(dc, "client_sap", where), _int(dc, "network_id", where),
-                _security(dc.get("security"), where), tuple(meters),
-            ))
+            ident = _str(dc, "id", where)
+            if ident in dcs:
+                raise ManifestError(f"{where}.id {ident!r} appears twice")
+            link = dc.get("link")
+            if link is not None and link not in _LINKS:
+                raise ManifestError(f"{where}.link must be one of {', '.join(_LINKS)} or null, not {link!r}")
+            dcs[ident] = (ManifestConcentrator(
+                ident, _str(dc, "host", where), _int(dc, "port", where), _int(dc, "wport", where),
+                _int(dc, "client_sap", where), _int(dc, "network_id", where), _security(dc.get("security"), where),
+                (), link,
+            ), [])
         p2ps = []
-        for n, item in enumerate(_list(top, "p2p", "manifest")):
-            where = f"p2p[{n}]"
-            p = _obj(item, where)
-            interface = _str(p, "interface", where)
-            if interface not in ("wrapper", "hdlc"):
+        seen: set[str] = set()
+        for n, item in enumerate(_list(top, "meters", "manifest")):
+            where = f"meters[{n}]"
+            m = _obj(item, where)
+            serial = _str(m, "serial", where)
+            if serial in seen:
+                raise ManifestError(f"{where}.serial {serial!r} appears twice")
+            seen.add(serial)
+            identity = {key: _optional_str(m, key, where) for key in ("make", "model", "firmware", "device_type")}
+            security = _security(m.get("security"), where)
+            concentrator = m.get("concentrator")
+            if concentrator is not None:
+                if not isinstance(concentrator, str) or concentrator not in dcs:
+                    raise ManifestError(f"{where}.concentrator {concentrator!r} is not a listed concentrator")
+                address = _hex(m, "physical_address", where)
+                if len(address) != 2:
+                    raise ManifestError(f"{where}.physical_address must be 2 bytes (4 hex digits)")
+                dcs[concentrator][1].append(ManifestDcMeter(
+                    serial, _int(m, "logical_device", where), address, _int(m, "client_sap", where), security,
+                    **identity,
+                ))
+                continue
+            interface = _str(m, "interface", where)
+            if interface not in _INTERFACES:
                 raise ManifestError(f"{where}.interface must be 'wrapper' or 'hdlc', not {interface!r}")
-            physical = p.get("physical_address")
-            if physical is not None and (not isinstance(physical, int) or isinstance(physical, bool)):
-                raise ManifestError(f"{where}.physical_address must be an integer or null")
+            hdlc = m.get("hdlc_address")
+            if hdlc is not None and (not isinstance(hdlc, int) or isinstance(hdlc, bool) or hdlc < 0):
+                raise ManifestError(f"{where}.hdlc_address must be a non-negative integer or null")
             p2ps.append(ManifestP2p(
-                _str(p, "serial", where), _str(p, "host", where), _int(p, "port", where), interface,
-                _int(p, "client_sap", where), _int(p, "server_sap", where), physical,
-                _security(p.get("security"), where),
+                serial, _str(m, "host", where), _int(m, "port", where), interface, _int(m, "client_sap", where),
+                _int(m, "server_sap", where), hdlc, security, **identity,
             ))
-        return cls(seed, epoch, float(scale), tuple(dcs), tuple(p2ps))
+        concentrators = tuple(replace(dc, meters=tuple(meters)) for dc, meters in dcs.values())
+        seed, epoch, scale = _simulation(top.get("x-simulation"))
+        return cls(seed, epoch, scale, concentrators, tuple(p2ps))
+
+    @classmethod
+    def from_csv(cls, text: str) -> Manifest:
+        """Parse the CSV form; it is turned into the JSON shape and checked by ``from_json``."""
+        reader = csv.DictReader(io.StringIO(text))
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ManifestError(f"CSV manifest lacks the column(s) {', '.join(missing)}")
+        concentrators: list[dict[str, Any]] = []
+        meters: list[dict[str, Any]] = []
+        for line, row in enumerate(reader, start=2):
+            kind = row["kind"]
+            if kind == "concentrator":
+                concentrators.append(_from_csv_row(row, line, _DC_KEYS))
+            elif kind == "meter":
+                meters.append(_from_csv_row(row, line, _METER_KEYS))
+            else:
+                raise ManifestError(f"CSV line {line}: kind must be 'concentrator' or 'meter', not {kind!r}")
+        return cls.from_json({"format": FORMAT, "concentrators": concentrators, "meters": meters})
+
+
+# --- writing -------------------------------------------------------------------------------------------------
+
+
+def _dc_json(dc: ManifestConcentrator) -> dict[str, Any]:
+    return {
+        "id": dc.id, "host": dc.host, "port": dc.port, "wport": dc.logical_device, "client_sap": dc.client_sap,
+        "network_id": dc.network_id, "link": dc.link, "security": dc.security.to_json(),
+    }
+
+
+def _dc_meter_json(dc: ManifestConcentrator, m: ManifestDcMeter) -> dict[str, Any]:
+    return {
+        "serial": m.serial, "make": m.make, "model": m.model, "firmware": m.firmware, "device_type": m.device_type,
+        "concentrator": dc.id, "logical_device": m.logical_device, "physical_address": m.physical_address.hex(),
+        "host": None, "port": None, "interface": None, "server_sap": None, "hdlc_address": None,
+        "client_sap": m.client_sap, "security": m.security.to_json(),
+    }
+
+
+def _p2p_json(p: ManifestP2p) -> dict[str, Any]:
+    return {
+        "serial": p.serial, "make": p.make, "model": p.model, "firmware": p.firmware, "device_type": p.device_type,
+        "concentrator": None, "logical_device": None, "physical_address": None,
+        "host": p.host, "port": p.port, "interface": p.interface, "server_sap": p.server_sap,
+        "hdlc_address": p.physical_address, "client_sap": p.client_sap, "security": p.security.to_json(),
+    }
+
+
+def _csv_row(kind: str, record: dict[str, Any]) -> dict[str, str]:
+    row = {column: "" for column in CSV_COLUMNS}
+    row["kind"] = kind
+    for key, value in record.items():
+        if key == "security":
+            for column, field in zip(_SECURITY_COLUMNS, ("policy", "password", "system_title", "ek", "ak"),
+                                     strict=True):
+                row[column] = "" if value[field] is None else str(value[field])
+        elif value is not None:
+            row[key] = str(value)
+    return row
+
+
+# --- reading -------------------------------------------------------------------------------------------------
+
+_DC_KEYS = {"id": str, "host": str, "port": int, "wport": int, "client_sap": int, "network_id": int, "link": str}
+_METER_KEYS = {
+    "serial": str, "make": str, "model": str, "firmware": str, "device_type": str, "concentrator": str,
+    "logical_device": int, "physical_address": str, "host": str, "port": int, "interface": str,
+    "server_sap": int, "hdlc_address": int, "client_sap": int,
+}
+
+
+def _from_csv_row(row: dict[str, str | None], line: int, keys: dict[str, type]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, kind in keys.items():
+        text = (row.get(key) or "").strip()
+        if not text:
+            out[key] = None
+        elif kind is int:
+            try:
+                out[key] = int(text)
+            except ValueError:
+                raise ManifestError(f"CSV line {line}: {key} {text!r} is not an integer") from None
+        else:
+            out[key] = text
+    security = {}
+    for column, field in zip(_SECURITY_COLUMNS, ("policy", "password", "system_title", "ek", "ak"), strict=True):
+        text = (row.get(column) or "").strip()
+        security[field] = text or None
+    out["security"] = security
+    return out
+
+
+def _check_format(found: object) -> None:
+    if found == FORMAT:
+        return
+    if found == _OLD_FORMAT:
+        raise ManifestError(f"manifest format {_OLD_FORMAT!r} is no longer read: expected {FORMAT!r} "
+                            f"(write it again with hes sim fleet)")
+    raise ManifestError(f"manifest format is {found!r}, expected {FORMAT!r}")
+
+
+def _simulation(raw: object) -> tuple[int | str | None, datetime | None, float | None]:
+    if raw is None:
+        return None, None, None
+    sim = _obj(raw, "x-simulation")
+    seed = sim.get("seed")
+    if not isinstance(seed, int | str) or isinstance(seed, bool):
+        raise ManifestError("x-simulation.seed must be an integer or a string")
+    try:
+        epoch = datetime.fromisoformat(_str(sim, "field_epoch", "x-simulation"))
+    except ValueError:
+        raise ManifestError("x-simulation.field_epoch is not an ISO date-time") from None
+    if epoch.tzinfo is None:
+        raise ManifestError("x-simulation.field_epoch needs a time zone")
+    scale = sim.get("time_scale")
+    if not isinstance(scale, int | float) or isinstance(scale, bool):
+        raise ManifestError("x-simulation.time_scale must be a number")
+    return seed, epoch, float(scale)
 
 
 def _obj(value: object, where: str) -> dict[str, Any]:
@@ -205,6 +356,13 @@ def _str(obj: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _optional_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ManifestError(f"{where}.{key} must be a string or null")
+    return value
+
+
 def _int(obj: dict[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -212,10 +370,8 @@ def _int(obj: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
-def _hex(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> bytes:
+def _hex(obj: dict[str, Any], key: str, where: str) -> bytes:
     value = obj.get(key)
-    if value is None and optional:
-        return b""
     if not isinstance(value, str):
         raise ManifestError(f"{where}.{key} must be a hex string")
     try:
@@ -238,15 +394,19 @@ def _security(raw: object, where: str) -> SecurityConfig:
                           field("ak"))
 
 
+def _is_csv(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() == ".csv"
+
+
 def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> None:
-    """Write the manifest atomically (temporary file in the same folder, then a rename)."""
+    """Write the manifest atomically (temporary file in the same folder, then a rename); CSV for ``*.csv``."""
     target = Path(path)
-    text = json.dumps(manifest.to_json(), indent=2) + "\n"
+    text = manifest.to_csv() if _is_csv(target) else json.dumps(manifest.to_json(), indent=2) + "\n"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
             os.replace(temporary, target)
         except BaseException:
@@ -257,10 +417,17 @@ def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> None:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read a manifest file: JSON, or CSV when the name ends in ``.csv``."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ManifestError(f"cannot read manifest {path}: {reason or exc}") from None
+    if _is_csv(path):
+        try:
+            return Manifest.from_csv(text)
+        except csv.Error as exc:
+            raise ManifestError(f"manifest {path} is not valid CSV: {exc}") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:

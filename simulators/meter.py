@@ -10,6 +10,12 @@ field time), so a test can say what any value read must be. Nothing per meter is
 profile buffer is generated for the rows asked for, the object list is shared by every meter,
 and a meter object holds a few fields (``__slots__``), so a fleet of 10,000 starts in moments.
 
+Two makes (``simulators.makes``): make A (``MAKE_A``, the default) is the IDIS-like meter described
+in docs/SIMULATORS.md; make B (``MAKE_B``) is a single-rate meter of another layout: load profile
+``LOAD_PROFILE_B`` (clock, A-, A+, status word ``STATUS_WORD_B``), daily values ``DAILY_VALUES_B``
+(clock, A+, A-), only A+, A- and voltage registers, and its own event code numbers. The values of
+both come from the same functions; only the object model and the code numbers differ.
+
 Choices worth knowing:
 - Profile rows, billing rows and log entries are stamped with field (true) time; only the clock
   object (0.0.1.0.0.255, attribute 2) shows the meter's drifting time. Drift starts when the
@@ -102,6 +108,7 @@ from simulators.energy import (
     voltage_at,
 )
 from simulators.events import EventCode, EventLog, MeterEvent, events_between, relay_openings
+from simulators.makes import DEVICE_TYPES, MAKE_A, MAKE_B, DeviceType, event_code
 
 __all__ = [
     "A_MINUS",
@@ -112,15 +119,19 @@ __all__ = [
     "CLOCK",
     "COUNTER_BLOCK",
     "DAILY_BILLING",
+    "DAILY_VALUES_B",
     "DISCONNECT_CONTROL",
     "HISTORY_DAYS",
     "LOAD_PROFILE",
+    "LOAD_PROFILE_B",
     "LOG_CAPACITY",
     "PROFILE_STATUS",
     "SECURITY_SETUP",
     "SERIAL_NUMBER",
+    "STATUS_WORD_B",
     "VOLTAGE_L1",
     "MeterConfig",
+    "objects_of",
     "MeterConfigError",
     "MeterSession",
     "PolicyName",
@@ -142,6 +153,10 @@ DAILY_BILLING = ObisCode(1, 0, 98, 1, 0, 255)
 DISCONNECT_CONTROL = ObisCode(0, 0, 96, 3, 10, 255)
 SECURITY_SETUP = ObisCode(0, 0, 43, 0, 0, 255)
 ASSOCIATION = ObisCode(0, 0, 40, 0, 0, 255)
+#: Make B's load profile (clock, A-, A+, status word), daily values (clock, A+, A-) and status word.
+LOAD_PROFILE_B = ObisCode(1, 0, 99, 2, 0, 255)
+DAILY_VALUES_B = ObisCode(0, 0, 98, 1, 0, 255)
+STATUS_WORD_B = ObisCode(0, 0, 96, 5, 0, 255)
 
 HISTORY_DAYS = 100
 LOG_CAPACITY = 1000
@@ -154,7 +169,6 @@ _FIRST_MIDNIGHT = FIELD_EPOCH + timedelta(hours=23)
 
 _WH = ScalerUnit(0, Unit.WATT_HOUR)
 _DECIVOLT = ScalerUnit(-1, Unit.VOLT)
-_REGISTERS = {A_PLUS: 0, A_PLUS_T1: 1, A_PLUS_T2: 2, A_MINUS: 3}
 
 
 class MeterConfigError(ValueError):
@@ -168,7 +182,8 @@ class MeterConfig:
     ``policy`` applies to every served client SAP except ``public_sap`` (no security, read only).
     ``ek``/``ak`` are the global unicast encryption and authentication keys (16 bytes),
     ``system_title`` the meter's own (8 bytes). ``drift_seconds_per_day`` > 0 makes the clock run
-    fast. ``control_mode`` is IC 70's control_mode (0..6).
+    fast. ``control_mode`` is IC 70's control_mode (0..6). ``device_type`` is the make
+    (``simulators.makes.MAKE_A`` or ``MAKE_B``): which object model the meter serves.
     """
 
     serial: str
@@ -184,6 +199,7 @@ class MeterConfig:
     drift_seconds_per_day: float = 0.0
     decommissioned: bool = False
     control_mode: int = 2
+    device_type: DeviceType = MAKE_A
 
     def __post_init__(self) -> None:
         if not self.serial or not self.serial.isprintable() or len(self.serial) > 64:
@@ -203,6 +219,10 @@ class MeterConfig:
             raise MeterConfigError(f"meter {self.serial}: client SAPs must be 1-127")
         if not 0 <= self.control_mode <= 6:
             raise MeterConfigError(f"meter {self.serial}: control mode {self.control_mode} outside 0-6")
+        known = DEVICE_TYPES.get(self.device_type.name)
+        if known is not self.device_type and known != self.device_type:
+            raise MeterConfigError(f"meter {self.serial}: device type {self.device_type.name!r} is not simulated "
+                                   f"(known: {', '.join(DEVICE_TYPES)})")
 
     def security_policy(self, client_sap: int) -> SecurityPolicy:
         """The association's security for this client SAP (the public client has none)."""
@@ -236,6 +256,10 @@ def _dlu(value: int) -> bytes:
 
 def _unsigned(value: int) -> bytes:
     return bytes((DataTag.UNSIGNED, value & 0xFF))
+
+
+def _long_unsigned(value: int) -> bytes:
+    return _U16.pack(DataTag.LONG_UNSIGNED, value & 0xFFFF)
 
 
 def _obis_data(obis: ObisCode) -> Data:
@@ -355,7 +379,52 @@ _DAILY_BILLING = _Profile(
 )
 
 
-def _log_profile(log: EventLog) -> _Profile:
+def _lp_rows_b(meter: SimulatedMeter, now: datetime, lo: int, hi: int) -> Iterator[tuple[bytes, ...]]:
+    for row in profile_intervals(meter.config.seed, meter.config.serial, lo, hi - 1, meter.windows):
+        yield _date_time(interval_end(row.interval)), _dlu(row.a_minus), _dlu(row.a_plus), _long_unsigned(row.status)
+
+
+_LOAD_PROFILE_B = _Profile(
+    LOAD_PROFILE_B,
+    (
+        CaptureObjectDefinition(8, CLOCK, 2),
+        CaptureObjectDefinition(3, A_MINUS, 2),
+        CaptureObjectDefinition(3, A_PLUS, 2),
+        CaptureObjectDefinition(1, STATUS_WORD_B, 2),
+    ),
+    INTERVAL_SECONDS,
+    _PROFILE_CAPACITY,
+    _lp_span,
+    _LOAD_PROFILE.first_key_at_or_after,
+    _LOAD_PROFILE.last_key_at_or_before,
+    _lp_rows_b,
+)
+
+
+def _daily_rows_b(meter: SimulatedMeter, now: datetime, lo: int, hi: int) -> Iterator[tuple[bytes, ...]]:
+    for k in range(lo, hi):
+        at = _midnight(k)
+        r = meter.registers_at(at)
+        yield _date_time(at), _dlu(r.a_plus), _dlu(r.a_minus)
+
+
+_DAILY_VALUES_B = _Profile(
+    DAILY_VALUES_B,
+    (
+        CaptureObjectDefinition(8, CLOCK, 2),
+        CaptureObjectDefinition(3, A_PLUS, 2),
+        CaptureObjectDefinition(3, A_MINUS, 2),
+    ),
+    86400,
+    HISTORY_DAYS,
+    _daily_span,
+    _DAILY_BILLING.first_key_at_or_after,
+    _DAILY_BILLING.last_key_at_or_before,
+    _daily_rows_b,
+)
+
+
+def _log_profile(log: EventLog, code: Callable[[EventCode], bytes]) -> _Profile:
     def span(meter: SimulatedMeter, now: datetime) -> tuple[int, int]:
         return 0, len(meter.log_entries(log, now))
 
@@ -369,7 +438,7 @@ def _log_profile(log: EventLog) -> _Profile:
 
     def rows(meter: SimulatedMeter, now: datetime, lo: int, hi: int) -> Iterator[tuple[bytes, ...]]:
         for event in meter.log_entries(log, now)[lo:hi]:
-            yield _date_time(event.when), _unsigned(event.code)
+            yield _date_time(event.when), code(event.code)
 
     return _Profile(
         log.obis,
@@ -383,7 +452,13 @@ def _log_profile(log: EventLog) -> _Profile:
     )
 
 
-_PROFILES = {p.obis: p for p in (_LOAD_PROFILE, _DAILY_BILLING, *(_log_profile(log) for log in EventLog))}
+def _code_a(code: EventCode) -> bytes:
+    return _unsigned(code)
+
+
+def _code_b(code: EventCode) -> bytes:
+    # Make B's vendor numbers do not fit one byte: its code objects are long-unsigned.
+    return _long_unsigned(event_code(MAKE_B, code))
 
 
 def _select_columns(profile: _Profile, wanted: Sequence[CaptureObjectDefinition]) -> list[int]:
@@ -443,10 +518,12 @@ def _buffer(
     return bytes((DataTag.ARRAY,)) + encode_length(rows) + bytes(out)
 
 
-# --- the object list ------------------------------------------------------------------------------------------
+# --- the object models of the makes ------------------------------------------------------------------------
 
 # (class id, version, logical name, attribute count, attributes a client may write, methods it may run)
-_OBJECTS: tuple[tuple[int, int, ObisCode, int, tuple[int, ...], tuple[int, ...]], ...] = (
+_Object = tuple[int, int, ObisCode, int, tuple[int, ...], tuple[int, ...]]
+
+_OBJECTS_A: tuple[_Object, ...] = (
     (15, 2, ASSOCIATION, 11, (), (1,)),
     (64, 1, SECURITY_SETUP, 6, (), ()),
     (8, 0, CLOCK, 9, (2,), ()),
@@ -463,14 +540,27 @@ _OBJECTS: tuple[tuple[int, int, ObisCode, int, tuple[int, ...], tuple[int, ...]]
     *((1, 0, log.code_obis, 2, (), ()) for log in EventLog),
     (70, 0, DISCONNECT_CONTROL, 4, (4,), (1, 2)),
 )
-_CLASS_OF = {obis: class_id for class_id, _, obis, _, _, _ in _OBJECTS}
-_WRITABLE = {(obis, attribute) for _, _, obis, _, writable, _ in _OBJECTS for attribute in writable}
+_OBJECTS_B: tuple[_Object, ...] = (
+    (15, 2, ASSOCIATION, 11, (), (1,)),
+    (64, 1, SECURITY_SETUP, 6, (), ()),
+    (8, 0, CLOCK, 9, (2,), ()),
+    (1, 0, SERIAL_NUMBER, 2, (), ()),
+    (3, 0, A_PLUS, 3, (), ()),
+    (3, 0, A_MINUS, 3, (), ()),
+    (3, 0, VOLTAGE_L1, 3, (), ()),
+    (1, 0, STATUS_WORD_B, 2, (), ()),
+    (7, 1, LOAD_PROFILE_B, 8, (), ()),
+    (7, 1, DAILY_VALUES_B, 8, (), ()),
+    *((7, 1, log.obis, 8, (), ()) for log in EventLog),
+    *((1, 0, log.code_obis, 2, (), ()) for log in EventLog),
+    (70, 0, DISCONNECT_CONTROL, 4, (4,), (1, 2)),
+)
 _METHOD_COUNT = {8: 6, 7: 2, 70: 2, 15: 6, 64: 8, 3: 1}
 
 
-def _object_list(manager: bool) -> bytes:
+def _object_list(objects: tuple[_Object, ...], manager: bool) -> bytes:
     elements = []
-    for class_id, version, obis, attributes, writable, methods in _OBJECTS:
+    for class_id, version, obis, attributes, writable, methods in objects:
         access = tuple(
             AttributeAccessItem(
                 a,
@@ -487,7 +577,56 @@ def _object_list(manager: bool) -> bytes:
     return encode_data(Data.array(e.to_data() for e in elements))
 
 
-_OBJECT_LIST = {False: _object_list(False), True: _object_list(True)}
+@dataclass(frozen=True, slots=True)
+class _Model:
+    """What one make serves: its objects, buffers, energy registers (index into ``Registers``), codes."""
+
+    device_type: DeviceType
+    objects: tuple[_Object, ...]
+    profiles: dict[ObisCode, _Profile]
+    registers: dict[ObisCode, int]
+    status: ObisCode
+    status_data: Callable[[int], Data]
+    code_data: Callable[[int], Data]
+    class_of: dict[ObisCode, int]
+    writable: frozenset[tuple[ObisCode, int]]
+    object_list: dict[bool, bytes]
+
+
+def _model(
+    device_type: DeviceType,
+    objects: tuple[_Object, ...],
+    profiles: tuple[_Profile, ...],
+    registers: dict[ObisCode, int],
+    status: ObisCode,
+    status_data: Callable[[int], Data],
+    code_data: Callable[[int], Data],
+) -> _Model:
+    return _Model(
+        device_type, objects, {p.obis: p for p in profiles}, registers, status, status_data, code_data,
+        {obis: class_id for class_id, _, obis, _, _, _ in objects},
+        frozenset((obis, attribute) for _, _, obis, _, writable, _ in objects for attribute in writable),
+        {False: _object_list(objects, False), True: _object_list(objects, True)},
+    )
+
+
+_MODELS = {
+    MAKE_A.name: _model(
+        MAKE_A, _OBJECTS_A,
+        (_LOAD_PROFILE, _DAILY_BILLING, *(_log_profile(log, _code_a) for log in EventLog)),
+        {A_PLUS: 0, A_PLUS_T1: 1, A_PLUS_T2: 2, A_MINUS: 3}, PROFILE_STATUS, Data.unsigned, Data.unsigned,
+    ),
+    MAKE_B.name: _model(
+        MAKE_B, _OBJECTS_B,
+        (_LOAD_PROFILE_B, _DAILY_VALUES_B, *(_log_profile(log, _code_b) for log in EventLog)),
+        {A_PLUS: 0, A_MINUS: 3}, STATUS_WORD_B, Data.long_unsigned, Data.long_unsigned,
+    ),
+}
+
+
+def objects_of(kind: DeviceType) -> tuple[tuple[int, ObisCode], ...]:
+    """(class id, logical name) of every object a meter of make ``kind`` serves, in its object list's order."""
+    return tuple((class_id, obis) for class_id, _, obis, _, _, _ in _MODELS[kind.name].objects)
 
 
 # --- the meter ----------------------------------------------------------------------------------------------------
@@ -529,6 +668,25 @@ class SimulatedMeter:
         return self.config.serial
 
     @property
+    def device_type(self) -> DeviceType:
+        """The meter's make, model, firmware and device type name (``simulators.makes``)."""
+        return self.config.device_type
+
+    @property
+    def model(self) -> _Model:
+        return _MODELS[self.config.device_type.name]
+
+    @property
+    def profile_objects(self) -> frozenset[ObisCode]:
+        """The profile generic objects (IC 7) this meter's make serves: load profile, daily values, event logs."""
+        return frozenset(self.model.profiles)
+
+    @property
+    def register_objects(self) -> tuple[ObisCode, ...]:
+        """The registers (IC 3) this meter's make serves, in its object list's order."""
+        return tuple(obis for class_id, _, obis, _, _, _ in self.model.objects if class_id == 3)
+
+    @property
     def clock(self) -> FieldClock:
         return self._clock
 
@@ -556,6 +714,21 @@ class SimulatedMeter:
     def registers_at(self, when: datetime | None = None) -> Registers:
         when = self._clock.now() if when is None else when
         return registers_after(self.config.seed, self.config.serial, completed_intervals(when), self._windows)
+
+    def event_code_value(self, code: EventCode) -> Data:
+        """The physical event ``code`` as this meter's event code objects carry it (its make's number and type)."""
+        model = self.model
+        return model.code_data(event_code(model.device_type, code))
+
+    def register_value(self, obis: ObisCode, when: datetime | None = None) -> Data | None:
+        """A register's value (attribute 2) at ``when`` as this meter encodes it; None if its make has none."""
+        when = self._clock.now() if when is None else when
+        if obis == VOLTAGE_L1:
+            return Data.long_unsigned(voltage_at(self.config.seed, self.config.serial, when))
+        index = self.model.registers.get(obis)
+        if index is None:
+            return None
+        return Data.double_long_unsigned(self.registers_at(when)[index])
 
     def log_entries(self, log: EventLog, now: datetime | None = None) -> list[MeterEvent]:
         """The log's entries within the history kept, seeded and runtime, oldest first."""
@@ -652,10 +825,13 @@ _RELAY_CODES = {
 class MeterSession:
     """One client's association with a ``SimulatedMeter``: APDUs in, APDUs out."""
 
-    __slots__ = ("_association", "_client_last", "_meter", "_reserved", "_secured", "client_sap", "manager")
+    __slots__ = (
+        "_association", "_client_last", "_meter", "_model", "_reserved", "_secured", "client_sap", "manager",
+    )
 
     def __init__(self, meter: SimulatedMeter, client_sap: int) -> None:
         self._meter = meter
+        self._model = meter.model
         self.client_sap = client_sap
         config = meter.config
         self.manager = client_sap != config.public_sap
@@ -744,7 +920,7 @@ class MeterSession:
     def _get(
         self, d: CosemAttributeDescriptor, selection: SelectiveAccessDescriptor | None
     ) -> bytes | DataAccessResult:
-        class_id = _CLASS_OF.get(d.instance_id)
+        class_id = self._model.class_of.get(d.instance_id)
         if class_id is None:
             return DataAccessResult.OBJECT_UNDEFINED
         if class_id != d.class_id:
@@ -753,7 +929,7 @@ class MeterSession:
             return encode_data(_obis_data(d.instance_id)) if selection is None else DataAccessResult.OTHER_REASON
         meter = self._meter
         now = meter.clock.now()
-        profile = _PROFILES.get(d.instance_id)
+        profile = self._model.profiles.get(d.instance_id)
         if profile is not None and d.attribute_id == 2:
             try:
                 return _buffer(meter, profile, now, selection)
@@ -776,18 +952,17 @@ class MeterSession:
                 return (_DECIVOLT if obis == VOLTAGE_L1 else _WH).to_data()
             if attribute != 2:
                 return None
-            if obis == VOLTAGE_L1:
-                return Data.long_unsigned(voltage_at(config.seed, config.serial, now))
-            return Data.double_long_unsigned(meter.registers_at(now)[_REGISTERS[obis]])
+            return meter.register_value(obis, now)
         if class_id == 1 and attribute == 2:
+            model = self._model
             if obis == SERIAL_NUMBER:
                 return Data.visible_string(config.serial)
-            if obis == PROFILE_STATUS:
+            if obis == model.status:
                 done = completed_intervals(now)
-                return Data.unsigned(profile_status(config.seed, config.serial, done - 1) if done else 0)
+                return model.status_data(profile_status(config.seed, config.serial, done - 1) if done else 0)
             log = EventLog(obis.e)
             entries = meter.log_entries(log, now)
-            return Data.unsigned(int(entries[-1].code) if entries else 0)
+            return model.code_data(event_code(model.device_type, entries[-1].code) if entries else 0)
         if class_id == 7 and profile is not None:
             return _profile_attribute(profile, attribute, meter, now)
         if class_id == 70:
@@ -825,7 +1000,7 @@ class MeterSession:
         association = self._association
         policy = self._meter.config.security_policy(self.client_sap)
         if attribute == 2:
-            return decode_data_exact(_OBJECT_LIST[self.manager])
+            return decode_data_exact(self._model.object_list[self.manager])
         if attribute == 3:
             return AssociatedPartnersId(self.client_sap, 1).to_data()
         if attribute == 4:
@@ -845,12 +1020,12 @@ class MeterSession:
     def _set(
         self, d: CosemAttributeDescriptor, value: bytes, selection: SelectiveAccessDescriptor | None
     ) -> DataAccessResult:
-        class_id = _CLASS_OF.get(d.instance_id)
+        class_id = self._model.class_of.get(d.instance_id)
         if class_id is None:
             return DataAccessResult.OBJECT_UNDEFINED
         if class_id != d.class_id:
             return DataAccessResult.OBJECT_CLASS_INCONSISTENT
-        if not self.manager or (d.instance_id, d.attribute_id) not in _WRITABLE or selection is not None:
+        if not self.manager or (d.instance_id, d.attribute_id) not in self._model.writable or selection is not None:
             return DataAccessResult.READ_WRITE_DENIED
         try:
             data = decode_data_exact(value)
@@ -873,7 +1048,7 @@ class MeterSession:
         return DataAccessResult.SUCCESS
 
     def _action(self, d: CosemMethodDescriptor, parameters: bytes | None) -> tuple[ActionResult, bytes | None]:
-        class_id = _CLASS_OF.get(d.instance_id)
+        class_id = self._model.class_of.get(d.instance_id)
         if class_id is None:
             return ActionResult.OBJECT_UNDEFINED, None
         if class_id != d.class_id:

@@ -3,7 +3,8 @@
 A ``PushSender`` hooks every meter of a ``Fleet`` (``SimulatedMeter.on_event``): when a meter
 logs an event whose code is in ``codes`` (tamper, power and relay events by default), it pushes an
 EventNotificationRequest for the event code object of that log (1, 0.0.96.11.E.255, attribute 2:
-the code as unsigned, with the event's time). ``push_alarm`` sends a DataNotification carrying
+the code as the meter's make numbers and types it: make A's IDIS code as unsigned, make B's vendor
+code as long-unsigned; with the event's time). ``push_alarm`` sends a DataNotification carrying
 the IDIS alarm register (structure of the logical device name, i.e. the serial as an octet string,
 and the 32-bit register 0.0.97.98.0.255), as an IDIS alarm push does.
 
@@ -66,11 +67,15 @@ DEFAULT_PUSHED_CODES = frozenset({
 _SECURED = SecurityControlField(authenticated=True, encrypted=True)
 
 
-def event_notification(event: MeterEvent) -> bytes:
-    """The plain EventNotificationRequest for one event (the code object of its log, with its time)."""
+def event_notification(event: MeterEvent, value: Data | None = None) -> bytes:
+    """The plain EventNotificationRequest for one event (the code object of its log, with its time).
+
+    ``value`` is the code as the meter's make carries it (``SimulatedMeter.event_code_value``); by
+    default the IDIS code as unsigned, what make A sends.
+    """
     return EventNotificationRequest(
         CosemAttributeDescriptor(1, event.log.code_obis, 2),
-        encode_data(Data.unsigned(int(event.code))),
+        encode_data(Data.unsigned(int(event.code)) if value is None else value),
         CosemDateTime.from_datetime(event.when, deviation=LOCAL_DEVIATION),
     ).encode()
 
@@ -104,11 +109,14 @@ class PushSender:
     # --- hooks ---------------------------------------------------------------------------------------
 
     def attach(self) -> None:
-        """Push from every meter of the fleet when it logs one of ``codes``."""
+        """Push from every meter of the fleet, and every meter that joins it, when it logs one of ``codes``."""
+        self.fleet.meter_event_hook = self._hook
         for serial in self.fleet.meters():
             self.fleet.meter(serial).on_event = self._hook
 
     def detach(self) -> None:
+        if self.fleet.meter_event_hook == self._hook:
+            self.fleet.meter_event_hook = None
         for serial in self.fleet.meters():
             meter = self.fleet.meter(serial)
             if meter.on_event == self._hook:
@@ -121,7 +129,8 @@ class PushSender:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # logged outside the field's loop (a test poking the model): nothing to send with
             return
-        task = loop.create_task(self._deliver(meter.serial, self._ciphered(meter, event_notification(event))),
+        apdu = self._ciphered(meter, event_notification(event, meter.event_code_value(event.code)))
+        task = loop.create_task(self._deliver(meter.serial, apdu),
                                 name=f"push-{meter.serial}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -141,7 +150,8 @@ class PushSender:
 
     async def push_event(self, serial: str, event: MeterEvent) -> bytes:
         """Push ``event`` from meter ``serial`` now (without logging it); returns the APDU sent."""
-        apdu = self._ciphered(self.fleet.meter(serial), event_notification(event))
+        meter = self.fleet.meter(serial)
+        apdu = self._ciphered(meter, event_notification(event, meter.event_code_value(event.code)))
         await self._deliver(serial, apdu)
         return apdu
 

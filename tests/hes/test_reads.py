@@ -288,7 +288,7 @@ def test_wrong_key_fails_with_the_reason(registry: Registry, engine: Engine, tmp
     async def body() -> None:
         async with field(registry, tmp_path) as fleet:
             manifest = json.loads((tmp_path / "fleet.json").read_text())
-            for entry in manifest["p2p"]:
+            for entry in manifest["meters"]:  # the registry format lists every meter there
                 if entry["serial"] == P2P_HDLC:
                     entry["security"]["ak"] = "00" * 16
             wrong = tmp_path / "wrong.json"

@@ -29,7 +29,7 @@ from protocols.association import (
     SecurityFailure,
     SetResult,
 )
-from protocols.axdr import Data, decode_data_exact
+from protocols.axdr import Data, decode_data_exact, encode_data
 from protocols.errors import ConnectionLost, ConnectTimeout, DlmsError, ReadTimeout, ServiceError, StateError
 from protocols.hdlc import (
     ApduReceived as HdlcApduReceived,
@@ -301,6 +301,14 @@ class NetClient:
         self, class_id: int, obis: ObisCode, attribute: int, selection: SelectiveAccessDescriptor | None = None
     ) -> Data:
         return decode_data_exact(await self.get(class_id, obis, attribute, selection))
+
+    async def set(self, class_id: int, obis: ObisCode, attribute: int, value: Data) -> DataAccessResult:
+        """SET ``value``; the server's answer (SUCCESS or why not)."""
+        self.association.set(CosemAttributeDescriptor(class_id, obis, attribute), encode_data(value))
+        event = await self.exchange()
+        if isinstance(event, SetResult):
+            return event.result
+        raise _as_error(event, f"SET {obis}")
 
     async def action(self, class_id: int, obis: ObisCode, method: int, parameters: bytes | None = None) -> ActionResult:
         self.association.action(CosemMethodDescriptor(class_id, obis, method), parameters)

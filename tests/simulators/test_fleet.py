@@ -16,7 +16,9 @@ from simulators.manifest import Manifest, ManifestError, read_manifest
 from tests.simulators.netclient import HdlcTarget, NetClient
 from tests.simulators.test_concentrator import client_config
 
-SECURITY_KEYS = {"policy", "password", "system_title", "ek", "ak"}
+SECURITY_KEYS = ["policy", "password", "system_title", "ek", "ak"]
+METER_KEYS = ["serial", "make", "model", "firmware", "device_type", "concentrator", "logical_device",
+              "physical_address", "host", "port", "interface", "server_sap", "hdlc_address", "client_sap", "security"]
 
 
 def build(**options: object) -> Fleet:
@@ -25,40 +27,57 @@ def build(**options: object) -> Fleet:
     return Fleet(FleetOptions(**settings), clock=FieldClock(DEFAULT_EPOCH, 0.0))  # type: ignore[arg-type]
 
 
-def test_manifest_has_the_issue_format(tmp_path: Path) -> None:
+def test_manifest_has_the_registry_format(tmp_path: Path) -> None:
     fleet = build()
     path = tmp_path / "fleet.json"
 
-    async def main() -> None:
+    async def main() -> Manifest:
         async with asyncio.timeout(10):
             async with fleet:
                 fleet.write_manifest(path)
+                return fleet.manifest()
 
-    asyncio.run(main())
+    written = asyncio.run(main())
     raw = json.loads(path.read_text())
-    assert raw["seed"] == 3 and raw["field_epoch"] == DEFAULT_EPOCH.isoformat()
+    assert list(raw) == ["format", "concentrators", "meters", "x-simulation"]
+    assert raw["format"] == "hes-registry/1"
+    assert raw["x-simulation"] == {"generator": "hes sim fleet", "seed": 3,
+                                   "field_epoch": DEFAULT_EPOCH.isoformat(), "time_scale": 1.0}
     assert [dc["id"] for dc in raw["concentrators"]] == ["DC0001", "DC0002"]
     for dc in raw["concentrators"]:
-        assert {"id", "host", "port", "meters"} <= dc.keys() and dc["host"] == "127.0.0.1" and dc["port"] > 0
-        assert len(dc["meters"]) == 5
-        for index, meter in enumerate(dc["meters"]):
-            assert {"serial", "logical_device", "physical_address", "security"} <= meter.keys()
+        assert list(dc) == ["id", "host", "port", "wport", "client_sap", "network_id", "link", "security"]
+        assert dc["host"] == "127.0.0.1" and dc["port"] > 0 and dc["wport"] == 1 and dc["link"] == "plc"
+        assert dc["security"]["policy"] == "hls-gmac" and list(dc["security"]) == SECURITY_KEYS
+    meters = raw["meters"]
+    assert len(meters) == 2 * 5 + 4
+    for meter in meters:
+        assert list(meter) == METER_KEYS
+        assert list(meter["security"]) == SECURITY_KEYS
+        assert (meter["make"], meter["model"], meter["firmware"], meter["device_type"]) == (
+            "HES-SIM", "SIM-A", "1.0", "hes-sim-a")
+        assert meter["client_sap"] == 1
+    for d in (1, 2):
+        behind = [m for m in meters if m["concentrator"] == f"DC000{d}"]
+        for index, meter in enumerate(behind):
+            assert meter["serial"] == f"SIM000{d}0000{index}"
             assert meter["logical_device"] == 0x100 + index
             assert meter["physical_address"] == f"{0x10 + index:04x}"
-            assert meter["security"].keys() == SECURITY_KEYS
-    assert len(raw["p2p"]) == 4
-    for k, p in enumerate(raw["p2p"]):
-        assert {"serial", "host", "port", "interface", "client_sap", "server_sap", "security"} <= p.keys()
+            assert [meter[k] for k in ("host", "port", "interface", "server_sap", "hdlc_address")] == [None] * 5
+    direct = [m for m in meters if m["concentrator"] is None]
+    assert [m["serial"] for m in direct] == [f"P2P00000000{k}" for k in range(4)]
+    for k, p in enumerate(direct):
+        assert [p[key] for key in ("logical_device", "physical_address")] == [None, None]
+        assert p["host"] == "127.0.0.1" and p["server_sap"] == 1
         assert p["interface"] == ("wrapper" if k % 2 == 0 else "hdlc")
-        assert p["security"].keys() == SECURITY_KEYS
+        assert p["hdlc_address"] == (None if k % 2 == 0 else 0x10 + k)
         if p["security"]["policy"] == "hls-gmac":
             assert len(bytes.fromhex(p["security"]["ek"])) == 16 and len(bytes.fromhex(p["security"]["ak"])) == 16
             assert len(bytes.fromhex(p["security"]["system_title"])) == 8
         if p["security"]["policy"] == "lls":
             assert bytes.fromhex(p["security"]["password"])
-    ports = [dc["port"] for dc in raw["concentrators"]] + [p["port"] for p in raw["p2p"]]
+    ports = [dc["port"] for dc in raw["concentrators"]] + [p["port"] for p in direct]
     assert len(set(ports)) == len(ports)
-    assert Manifest.from_json(raw) == read_manifest(path)
+    assert Manifest.from_json(raw) == read_manifest(path) == written
 
 
 def test_same_seed_same_fleet_other_seed_other_keys() -> None:
@@ -81,9 +100,8 @@ def test_bad_options_are_refused() -> None:
         build(dc_outages=("DC0009",))
     with pytest.raises(ManifestError, match="format"):
         Manifest.from_json({"format": "other"})
-    with pytest.raises(ManifestError, match="p2p"):
-        Manifest.from_json({"format": "hes-sim-fleet/1", "seed": 1, "field_epoch": "2024-01-01T00:00:00+00:00",
-                            "time_scale": 1, "concentrators": [], "p2p": [{"serial": "x"}]})
+    with pytest.raises(ManifestError, match=r"meters\[0\]"):
+        Manifest.from_json({"format": "hes-registry/1", "concentrators": [], "meters": [{"serial": "x"}]})
 
 
 def test_p2p_meters_answer_over_wrapper_and_hdlc_with_the_manifest_security() -> None:

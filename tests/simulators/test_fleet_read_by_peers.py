@@ -2,7 +2,8 @@
 
 This is the issue's "done when": a field started from the command line that gurux-dlms and
 dlms-cosem can read, the values equal to the deterministic functions. Field time is frozen
-(``--time-scale 0``) so every value has one right answer.
+(``--time-scale 0``) so every value has one right answer. The manifest is the head-end's registry
+format (``hes-registry/1``); seed and field epoch come from its ``x-simulation`` extension.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from tests.simulators.test_peers_read import (
 )
 
 SEED = "fleet-peers-2"  # its p2p meters include none and HLS-GMAC on both interfaces
+#: A make-B meter the other tests do not pick (HLS-GMAC over HDLC, after P2P000000003).
+MAKE_B_SERIAL = "P2P000000005"
 CLIENT_TITLE = bytes.fromhex("4845530000000002")
 
 
@@ -44,7 +47,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     manifest = tmp_path_factory.mktemp("fleet") / "fleet.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "sim", "fleet", "--concentrators", "1", "--meters-per-dc", "2",
-         "--p2p", "8", "--seed", SEED, "--time-scale", "0", "--manifest", str(manifest)],
+         "--p2p", "8", "--seed", SEED, "--time-scale", "0", "--manifest", str(manifest), "--make-b", MAKE_B_SERIAL],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
@@ -66,36 +69,39 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 process.kill()
 
 
+def _p2p_meters(fleet: dict[str, Any]) -> list[dict[str, Any]]:
+    return [entry for entry in fleet["meters"] if entry["concentrator"] is None]
+
+
 def _meter(fleet: dict[str, Any], policy: str, interface: str) -> dict[str, Any]:
-    for entry in fleet["p2p"]:
+    for entry in _p2p_meters(fleet):
         if entry["security"]["policy"] == policy and entry["interface"] == interface:
             return entry
     pytest.fail(f"the seeded fleet has no {policy} meter on {interface}: choose another seed")
 
 
 def _expected(fleet: dict[str, Any], serial: str) -> tuple[datetime, dict[str, int], list[Any], datetime]:
-    now = datetime.fromisoformat(fleet["field_epoch"])
-    registers = registers_at(fleet["seed"], serial, now)
+    simulation = fleet["x-simulation"]
+    now = datetime.fromisoformat(simulation["field_epoch"])
+    registers = registers_at(simulation["seed"], serial, now)
     day = now - timedelta(days=1)
     first = (day - FIELD_EPOCH) // INTERVAL
     rows = [(FIELD_EPOCH + (r.interval + 1) * INTERVAL, r.status, r.a_plus, r.a_minus)
-            for r in profile_intervals(fleet["seed"], serial, first, first + 95)]
+            for r in profile_intervals(simulation["seed"], serial, first, first + 95)]
     return now, {ln: getattr(registers, name) for ln, name in REGISTERS.items()}, rows, day
 
 
-@pytest.mark.parametrize("interface", ["wrapper", "hdlc"])
-@pytest.mark.parametrize("policy", ["none", "hls-gmac"])
-def test_gurux_reads_a_fleet_meter_from_the_manifest(fleet: dict[str, Any], policy: str, interface: str) -> None:
-    entry = _meter(fleet, policy, interface)
+def _gurux_client(entry: dict[str, Any]) -> GXDLMSSecureClient:
+    """A gurux client for a point-to-point meter, set up from its manifest entry alone."""
     security = entry["security"]
-    hls = policy == "hls-gmac"
+    hls = security["policy"] == "hls-gmac"
     client = GXDLMSSecureClient(
         True, entry["client_sap"], entry["server_sap"],
         Authentication.HIGH_GMAC if hls else Authentication.NONE, None,
         InterfaceType.WRAPPER if entry["interface"] == "wrapper" else InterfaceType.HDLC,
     )
     if entry["interface"] == "hdlc":
-        client.serverAddress = GXDLMSSecureClient.getServerAddress(entry["server_sap"], entry["physical_address"], 4)
+        client.serverAddress = GXDLMSSecureClient.getServerAddress(entry["server_sap"], entry["hdlc_address"], 4)
         client.serverAddressSize = 4
     if hls:
         client.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
@@ -103,6 +109,15 @@ def test_gurux_reads_a_fleet_meter_from_the_manifest(fleet: dict[str, Any], poli
         client.ciphering.blockCipherKey = bytes.fromhex(security["ek"])
         client.ciphering.authenticationKey = bytes.fromhex(security["ak"])
         client.ciphering.invocationCounter = 1
+    return client
+
+
+@pytest.mark.parametrize("interface", ["wrapper", "hdlc"])
+@pytest.mark.parametrize("policy", ["none", "hls-gmac"])
+def test_gurux_reads_a_fleet_meter_from_the_manifest(fleet: dict[str, Any], policy: str, interface: str) -> None:
+    entry = _meter(fleet, policy, interface)
+    assert entry["device_type"] == "hes-sim-a" and entry["serial"] != MAKE_B_SERIAL
+    client = _gurux_client(entry)
     now, registers, rows, day = _expected(fleet, entry["serial"])
     session = GuruxSession(entry["port"], client)
     try:
@@ -161,3 +176,22 @@ def test_dlms_cosem_reads_a_fleet_meter_from_the_manifest(
         io.disconnect()
     assert CosemDateTime.decode(clock).to_datetime() == now
     assert read == registers
+
+
+def test_gurux_reads_a_make_b_meters_profile_from_the_manifest(fleet: dict[str, Any]) -> None:
+    """The manifest says which meter is make B; gurux reads its own load profile, 1.0.99.2.0.255."""
+    (entry,) = [m for m in _p2p_meters(fleet) if m["device_type"] == "hes-sim-b"]
+    assert (entry["serial"], entry["model"], entry["firmware"]) == (MAKE_B_SERIAL, "SIM-B", "2.1")
+    _now, registers, rows, day = _expected(fleet, entry["serial"])
+    session = GuruxSession(entry["port"], _gurux_client(entry))
+    try:
+        session.open()
+        a_plus = session.read(GXDLMSRegister("1.0.1.8.0.255"), 2)
+        profile = session.read_range(day + INTERVAL, day + timedelta(days=1), "1.0.99.2.0.255")
+        session.release()
+    finally:
+        session.close()
+    assert a_plus == registers["1.0.1.8.0.255"]
+    # Make B's columns: clock, A-, A+, status word; the same seeded values as make A's.
+    got = [(CosemDateTime.decode(bytes(r[0])).to_datetime(), r[1], r[2], r[3]) for r in profile]
+    assert got == [(at, a_minus, a_plus, status) for at, status, a_plus, a_minus in rows]

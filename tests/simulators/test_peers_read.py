@@ -28,6 +28,7 @@ from simulators.concentrator import ConcentratorConfig, SecurityConfig, Simulate
 from simulators.counters import MemoryCounterStore
 from simulators.energy import FIELD_EPOCH, INTERVAL, profile_intervals, registers_at
 from simulators.links import LinkModel
+from simulators.makes import MAKE_A, MAKE_B, DeviceType
 from simulators.meter import MeterConfig, SimulatedMeter
 from simulators.p2p import Interface, PointToPointMeter
 from tests.peers import GREEN_BOOK_AK, GREEN_BOOK_EK, GREEN_BOOK_SYSTEM_TITLE
@@ -73,18 +74,20 @@ def field() -> Iterator[FieldThread]:
         thread.close()
 
 
-def meter_config(serial: str, policy: str, physical_address: int = 0x11) -> MeterConfig:
+def meter_config(serial: str, policy: str, physical_address: int = 0x11, device_type: DeviceType = MAKE_A
+                 ) -> MeterConfig:
     if policy == "hls-gmac":
         return MeterConfig(serial, SEED, physical_address, policy="hls-gmac", system_title=GREEN_BOOK_SYSTEM_TITLE,
-                           ek=GREEN_BOOK_EK, ak=GREEN_BOOK_AK)
-    return MeterConfig(serial, SEED, physical_address)
+                           ek=GREEN_BOOK_EK, ak=GREEN_BOOK_AK, device_type=device_type)
+    return MeterConfig(serial, SEED, physical_address, device_type=device_type)
 
 
 @contextlib.contextmanager
-def p2p_meter(field: FieldThread, interface: Interface, policy: str) -> Iterator[int]:
+def p2p_meter(field: FieldThread, interface: Interface, policy: str, device_type: DeviceType = MAKE_A
+              ) -> Iterator[int]:
     """A point-to-point meter on 127.0.0.1; yields its port."""
     clock = FieldClock(NOW, scale=0)
-    meter = SimulatedMeter(meter_config(SERIAL, policy), clock, MemoryCounterStore())
+    meter = SimulatedMeter(meter_config(SERIAL, policy, device_type=device_type), clock, MemoryCounterStore())
 
     async def start() -> PointToPointMeter:
         p2p = PointToPointMeter(meter, interface=interface)
@@ -173,8 +176,8 @@ class GuruxSession:
             reply = self.exchange(self.client.read(item, attribute))
         return reply.value
 
-    def read_range(self, start: datetime, end: datetime) -> list[Any]:
-        profile = GXDLMSProfileGeneric(PROFILE_LN)
+    def read_range(self, start: datetime, end: datetime, ln: str = PROFILE_LN) -> list[Any]:
+        profile = GXDLMSProfileGeneric(ln)
         with contextlib.redirect_stdout(None):
             reply = self.exchange(self.client.readRowsByRange(profile, GXDateTime(start), GXDateTime(end)))
         return list(reply.value)
@@ -387,3 +390,37 @@ def test_dlms_cosem_reads_clock_registers_and_a_day_of_profile(
     if rows is not None:
         assert profile_rows(rows) == expected_day(SERIAL)
         assert len(rows) == 96
+
+
+def test_dlms_cosem_reads_a_make_b_meters_profile(field: FieldThread) -> None:
+    """Make B's load profile sits at 1.0.99.2.0.255 with its columns in another order: clock, A-, A+, status."""
+    from dlms_cosem import cosem, enumerations
+    from dlms_cosem.client import DataResultError
+    from dlms_cosem.cosem.capture_object import CaptureObject
+    from dlms_cosem.cosem.selective_access import RangeDescriptor as PeerRange
+
+    from tests.peers.dlms_cosem_peer import decode_data
+
+    def attribute(interface_class: int, ln: str, index: int) -> Any:
+        return cosem.CosemAttribute(interface=enumerations.CosemInterface(interface_class),
+                                    instance=cosem.Obis.from_string(ln), attribute=index)
+
+    selection = PeerRange(restricting_object=CaptureObject(cosem_attribute=attribute(8, CLOCK_LN, 2)),
+                          from_value=DAY + INTERVAL, to_value=DAY + timedelta(days=1))
+    with p2p_meter(field, "wrapper", "none", MAKE_B) as port:
+        io = recording_io(port, 2)
+        client = dlms_cosem_client(io, "wrapper", "none")
+        try:
+            client.connect()
+            client.associate()
+            rows = decode_data(client.get(attribute(7, "1.0.99.2.0.255", 2), access_descriptor=selection))
+            with pytest.raises(DataResultError, match="OBJECT_UNDEFINED"):  # make A's profile is not there
+                client.get(attribute(7, PROFILE_LN, 2), access_descriptor=selection)
+            client.release_association()
+        finally:
+            io.disconnect()
+    expected = expected_day(SERIAL)
+    assert len(rows) == 96
+    assert [(CosemDateTime.decode(bytes(r[0])).to_datetime(), r[1], r[2], r[3]) for r in rows] == [
+        (at, a_minus, a_plus, status) for at, status, a_plus, a_minus in expected
+    ]

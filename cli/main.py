@@ -27,6 +27,7 @@ def _register() -> None:
     from cli.control import clock_app, disconnect, reconnect
     from cli.db import app as db_app
     from cli.demo import demo
+    from cli.devicetype import app as devicetype_app
     from cli.dlms import app as dlms_app
     from cli.events import app as events_app
     from cli.export import app as export_app
@@ -50,6 +51,7 @@ def _register() -> None:
     app.add_typer(registry_app, name="registry")
     app.add_typer(meter_app, name="meter")
     app.add_typer(concentrator_app, name="concentrator")
+    app.add_typer(devicetype_app, name="devicetype")
     app.command("demo")(demo)
     app.command("read")(read)
     app.command("disconnect")(disconnect)

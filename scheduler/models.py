@@ -23,7 +23,6 @@ __all__ = [
     "JOBS_TABLE",
     "MeterObjects",
     "MeterTag",
-    "ModelObjects",
     "Plan",
     "PlanItem",
     "PlanRun",
@@ -169,15 +168,3 @@ class MeterObjects(Base):
     objects: Mapped[Any] = mapped_column(JSON)
     source: Mapped[str] = mapped_column(String(64))
     read_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ModelObjects(Base):
-    """The objects every meter of one make and model has, as declared by an engineer (a datasheet)."""
-
-    __tablename__ = "model_objects"
-
-    make: Mapped[str] = mapped_column(String(64), primary_key=True)
-    model: Mapped[str] = mapped_column(String(64), primary_key=True)
-    objects: Mapped[Any] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-

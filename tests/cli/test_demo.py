@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from cli.main import app
 from cli.demo import parts as demo_module
+from cli.main import app
 from hes.db import create_engine_for
 from hes.db.models import AuditEntry, IntervalValue, Order, RegisterReading
 from protocols.axdr import Data, encode_data

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from hes.devicetypes import SHIPPED
 from hes.registry import Registry
 from simulators.fleet import FleetOptions
 from tests.hes.conftest import database_url, engine, master_key, registry
@@ -130,28 +131,54 @@ def test_tags_select_meters(hes_env: dict[str, str], field: FieldThread) -> None
     assert [i["serial"] for i in json.loads(out)["items"]] == [DC_METER]
 
 
-def test_discovery_and_declared_objects_drive_the_support_check(hes_env: dict[str, str], field: FieldThread,
-                                                                  registry: Registry) -> None:
+def test_discovery_and_device_types_drive_the_support_check(hes_env: dict[str, str], field: FieldThread,
+                                                           registry: Registry, tmp_path: Path) -> None:
     code, out, err = invoke(["plan", "discover", P2P, "NOPE"])
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith(f"{P2P}: ") and lines[0].endswith(" objects")
     assert lines[1] == "NOPE: FAIL: meter NOPE is not registered (a retry will not help)"
     registry.add_meter("ACME0001", host="127.0.0.1", port=1, make="Acme", model="AM-1")
-    code, out, err = invoke(["plan", "objects", "Acme", "AM-1", "8/0.0.1.0.0.255", "7/1.0.99.1.0.255"])
-    assert code == 0 and out.strip() == "Acme AM-1: 2 objects declared", err
-    assert invoke(["plan", "objects", "Acme", "AM-1", "clock"])[0] == 2
-    assert invoke(["plan", "create", "p", "--meters", "-", "--commands", "clock"])[0] == 2
-    path = Path(hes_env["HES_DATA_DIR"]) / "list.txt"
-    path.write_text(f"{P2P}\nACME0001\n")
-    assert invoke(["plan", "create", "mixed", "--meters", str(path), "--commands", "profile,events"])[0] == 0
+    # A make without event logs, added as a device type file (no code).
+    document = json.loads((SHIPPED / "idis-default.json").read_text())
+    document.update(name="acme-am1", match={"make": "Acme", "model": "AM-1"})
+    document["objects"]["event_logs"] = []
+    path = tmp_path / "acme.json"
+    path.write_text(json.dumps(document))
+    code, out, err = invoke(["devicetype", "add", str(path)])
+    assert code == 0 and out.strip().startswith("device type acme-am1 added"), err
+    listed = {t["name"]: t for t in json.loads(invoke(["devicetype", "list", "--json"])[1])}
+    assert listed["acme-am1"]["source"] == "added" and listed["acme-am1"]["event_logs"] == []
+    serials = Path(hes_env["HES_DATA_DIR"]) / "list.txt"
+    serials.write_text(f"{P2P}\nACME0001\n")
+    assert invoke(["plan", "create", "mixed", "--meters", str(serials), "--commands", "profile,events"])[0] == 0
     code, out, err = invoke(["plan", "run", "mixed", "--json", "--no-wait", "--timeout", "1"])
     items = {(i["serial"], i["command"]): i for i in json.loads(out)["items"]}
-    # the discovered meter has both objects; the declared model has a profile but no event log
+    # the discovered meter has both objects; the Acme type has a profile but no event log
     assert items[(P2P, "profile")]["state"] == "EXE" and items[(P2P, "events")]["state"] in ("EXE", "WARN")
     assert items[("ACME0001", "events")]["state"] == "UNSUPPORTED"
-    assert "objects declared for Acme AM-1" in items[("ACME0001", "events")]["reason"]
+    assert "events objects in device type acme-am1" in items[("ACME0001", "events")]["reason"]
     assert items[("ACME0001", "profile")]["state"] != "UNSUPPORTED"  # supported: run (and the port is closed)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{", "not JSON"),
+    ('{"format": "hes-devicetype/9"}', "format is 'hes-devicetype/9'"),
+    ('{"format": "hes-devicetype/1", "name": "x y"}', "name 'x y'"),
+    ('{"format": "hes-devicetype/1", "name": "x", "objects": {"registers": [{"obis": "1.0.1.8", "name": "a"}]}}',
+     "objects.registers[0].obis: '1.0.1.8' is not an OBIS code"),
+    ('{"format": "hes-devicetype/1", "name": "x", "objects": {"registers": [{"obis": "1.0.1.8.0.255", "name": "a"}],'
+     ' "load_profile": {"obis": "1.0.99.1.0.255", "capture": ["3/1.0.1.8.0.255/2"]}}}', "no clock"),
+    ('{"format": "hes-devicetype/1", "name": "x", "referencing": "short", "objects": {}}', "only logical-name"),
+])
+def test_a_bad_device_type_file_is_one_line_naming_the_field(hes_env: dict[str, str], tmp_path: Path, content: str,
+                                                             message: str) -> None:
+    path = tmp_path / "type.json"
+    path.write_text(content)
+    for command in ("validate", "add"):
+        code, _out, err = invoke(["devicetype", command, str(path)])
+        assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, (command, err)
+    assert invoke(["devicetype", "show", "x"])[0] == 2
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -93,7 +93,7 @@ def test_add_show_decommission_without_printing_keys(env: dict[str, str]) -> Non
         (["meter", "decommission", "NOPE"], "no meter 'NOPE'"),
         (["meter", "list", "--state", "broken"], "--state"),
         (["concentrator", "show", "DC9"], "no concentrator"),
-        (["registry", "import", "/nonexistent/fleet.json"], "cannot read manifest"),
+        (["registry", "import", "/nonexistent/fleet.json"], "cannot read registry file"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(env: dict[str, str], args: list[str], message: str) -> None:

@@ -21,12 +21,13 @@ from protocols.cosem.profile import ProfileRow
 from protocols.errors import DecodeError
 from protocols.obis import ObisCode
 from scheduler.n2pload.assemble import Assembled, assemble
-from scheduler.n2pload.plan import PROFILE, Plan
+from scheduler.n2pload.plan import Kind, Plan
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 CLOCK = CaptureObjectDefinition(8, ObisCode.parse("0.0.1.0.0.255"), 2, 0)
 STATUS = CaptureObjectDefinition(1, ObisCode.parse("0.0.96.10.7.255"), 2, 0)
 CHANNELS = [CaptureObjectDefinition(3, ObisCode.parse(f"1.0.{c}.8.0.255"), 2, 0) for c in (1, 2, 3)]
+PROFILE = Kind(ObisCode.parse("1.0.99.1.0.255"), "profile", "load profile")
 
 
 def _shape(channels: int) -> ProfileShape:

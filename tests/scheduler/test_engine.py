@@ -7,6 +7,7 @@ exactly which (meter, command) ran how often; the field-facing tests are in ``te
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from sqlalchemy.orm import Session
 from hes.db.engine import create_engine_for
 from hes.db.models import Meter, Order
 from hes.db.orders import create_order
+from hes.devicetypes import SHIPPED
 from hes.registry import Registry
-from scheduler.capabilities import REQUIREMENTS, declare_model, record_meter_objects
+from scheduler.capabilities import record_meter_objects
 from scheduler.contract import COMMANDS, READ_COMMANDS, ExecutionContext, ItemOutcome, WorkItem
 from scheduler.engine import EngineOptions, Worker
 from scheduler.models import PlanItem
@@ -242,16 +244,23 @@ def test_two_workers_share_a_run_without_running_an_item_twice(
     assert all(plans.run_info(r.id).counts == {"EXE": len(fleet) * len(READ_COMMANDS)} for r in runs)
 
 
-def test_an_unsupported_command_is_reported_and_not_run(registry: Registry, fleet: list[str]) -> None:
+def test_an_unsupported_command_is_reported_and_not_run(registry: Registry, fleet: list[str],
+                                                        tmp_path: Path) -> None:
     without_daily, discovered = fleet[0], fleet[1]
-    everything = sorted({key for groups in REQUIREMENTS.values() for group in groups for key in group})
-    no_daily = [key for key in everything if key != "7/1.0.98.1.0.255"]
-    declare_model(registry.engine, "Acme", "AM-100", no_daily)
+    # A device type added as a file: a make and model without daily values.
+    document = json.loads((SHIPPED / "idis-default.json").read_text())
+    document.update(name="acme-am100", match={"make": "Acme", "model": "AM-100"})
+    del document["objects"]["daily_values"]
+    path = tmp_path / "acme.json"
+    path.write_text(json.dumps(document))
+    registry.add_device_type(path, who="tester")
     with Session(registry.engine) as session, session.begin():
-        session.execute(update(Meter).where(Meter.serial == without_daily).values(make="Acme", model="AM-100"))
+        # Found by make and model (no type named for it).
+        session.execute(update(Meter).where(Meter.serial == without_daily).values(make="Acme", model="AM-100",
+                                                                                  device_type=None))
         discovered_id = session.scalar(select(Meter.id).where(Meter.serial == discovered))
     assert discovered_id is not None
-    # the meter's own object list wins over its model's: this one has no event log and no profile
+    # the meter's own object list counts too: this one has no event log and no profile
     record_meter_objects(registry.engine, discovered_id, ["8/0.0.1.0.0.255", "7/1.0.98.1.0.255"], "test")
     plans = Plans(registry.engine)
     plans.create(PlanSpec("checked", "all", None, ("profile", "daily", "events")))
@@ -266,7 +275,7 @@ def test_an_unsupported_command_is_reported_and_not_run(registry: Registry, flee
     rows = {(i.serial, i.command): i for i in items(registry.engine, run.id)}
     daily = rows[(without_daily, "daily")]
     assert daily.state == "UNSUPPORTED" and daily.attempts == 0 and daily.reason is not None
-    assert "has no 7/1.0.98.1.0.255" in daily.reason and "Acme AM-100" in daily.reason
+    assert "daily objects in device type acme-am100" in daily.reason
     assert rows[(discovered, "events")].state == "UNSUPPORTED"
     assert "read from the meter" in (rows[(discovered, "events")].reason or "")
     assert plans.run_info(run.id).counts["UNSUPPORTED"] == 3

@@ -9,17 +9,26 @@ from typing import Annotated
 import typer
 
 from cli.registry import TIMEOUT_HELP, open_registry, run_or_exit, timeouts
+from hes.errors import HesError
 from hes.registry import ConcentratorInfo
 
-__all__ = ["app", "events", "list_command", "show"]
+__all__ = ["app", "clock_sync", "events", "list_command", "show", "sync"]
 
 app = typer.Typer(
     name="concentrator",
-    help="Data concentrators in the registry.",
+    help="Data concentrators in the registry: their meter tables, clocks and own event logs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+clock_app = typer.Typer(
+    name="clock",
+    help="A concentrator's own clock.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(clock_app, name="clock")
 
 
 def _reachable(info: ConcentratorInfo) -> str:
@@ -93,3 +102,93 @@ def events(
     if not result.ok:
         print(f"hes concentrator: {ident}: {result.reason}", file=sys.stderr)
         raise typer.Exit(1)
+
+
+@app.command("sync")
+def sync(
+    ident: Annotated[str | None, typer.Argument(help="Concentrator id (or --all).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every registered concentrator.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)] = None,
+) -> None:
+    """Read concentrators' meter tables and clocks; reconcile the tables with the registry (exit 1 if one FAILed).
+
+    Meters a DC has that the registry lacks are recorded as discovered (hes meter commission gives
+    their keys); meters the registry links to the DC that its table no longer lists are flagged
+    missing (WARN, hes silent lists them); changed addresses are applied. One order per DC.
+    """
+    import asyncio
+
+    from cli.auth import require
+    from hes.dcsync import SyncResult, sync_concentrator
+    from hes.runner import OrderRunner
+
+    run_or_exit("concentrator", lambda: _one_or_all(ident, every))
+    registry = run_or_exit("concentrator", open_registry)
+    if ident is not None:
+        run_or_exit("concentrator", lambda: registry.show_concentrator(ident))  # an unknown DC is a bad argument
+    identity = run_or_exit("concentrator", lambda: require("registry", registry.engine,
+                                                           f"concentrator sync {ident or '--all'}",
+                                                           group="concentrator"))
+    deadlines = run_or_exit("concentrator", lambda: timeouts(timeout))
+    idents = [ident] if ident is not None else [c.id for c in registry.list_concentrators()]
+
+    async def main() -> list[SyncResult]:
+        runner = OrderRunner(registry, requested_by=identity.audit_name, timeouts=deadlines)
+        return list(await asyncio.gather(*(sync_concentrator(runner, dc, requested_by=identity.audit_name)
+                                           for dc in idents)))
+
+    results = run_or_exit("concentrator", lambda: asyncio.run(main()))
+    if as_json:
+        print(json.dumps([r.to_json() for r in results]))
+    else:
+        for r in results:
+            head = r.summary or r.reason or ""
+            print(f"order {r.order_number} concentrator sync {r.concentrator}: {r.state}: {head}")
+            for observation in r.observations:
+                print(f"  observation: {observation}")
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"hes concentrator: sync {r.concentrator}: {r.reason}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1)
+
+
+@clock_app.command("sync")
+def clock_sync(
+    ident: Annotated[str, typer.Argument(help="Concentrator id, e.g. DC0001.")],
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Seconds of deviation left alone.", min=0.0)] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)] = None,
+) -> None:
+    """Read the concentrator's clock; if off by more than --tolerance seconds, set it to the head-end's time."""
+    import asyncio
+
+    from cli.auth import require
+    from hes.commands import Commands
+
+    registry = run_or_exit("concentrator", open_registry)
+    run_or_exit("concentrator", lambda: registry.show_concentrator(ident))
+    identity = run_or_exit("concentrator", lambda: require("clock-sync", registry.engine,
+                                                           f"concentrator clock sync {ident}", group="concentrator"))
+    deadlines = run_or_exit("concentrator", lambda: timeouts(timeout))
+    result = run_or_exit("concentrator", lambda: asyncio.run(
+        Commands(registry, who=identity.audit_name, timeouts=deadlines).clock_sync(ident, tolerance,
+                                                                                 concentrator=True)))
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(f"{result.order_number} concentrator {ident} clock-sync {result.state}"
+              + (f": {result.detail}" if result.detail else ""))
+    if result.state == "FAIL":
+        print(f"hes concentrator: clock sync {ident}: {result.reason}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+class ConcentratorArgumentError(HesError):
+    """A concentrator command asked for wrongly (no concentrator named, or one and --all)."""
+
+
+def _one_or_all(ident: str | None, every: bool) -> None:
+    if (ident is None) == (not every):
+        raise ConcentratorArgumentError("name one concentrator, or --all")

@@ -10,10 +10,11 @@ import typer
 
 from cli.auth import require
 from cli.registry import open_registry, run_or_exit, who
+from hes.db.models import METER_STATES
 from hes.model import Interface, MeterSecurity, Policy
 from hes.registry import MeterInfo, RegistryError
 
-__all__ = ["add", "app", "decommission", "list_command", "show"]
+__all__ = ["add", "app", "commission", "decommission", "list_command", "show"]
 
 app = typer.Typer(
     name="meter",
@@ -107,14 +108,15 @@ def add(
 @app.command("list")
 def list_command(
     concentrator: Annotated[str | None, typer.Option("--concentrator", help="Only this DC's meters.")] = None,
-    state: Annotated[str | None, typer.Option("--state", help="installed, commissioned or decommissioned.")] = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", help="installed, discovered (found in a DC's table), commissioned or decommissioned.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List meters with their state, link and security."""
 
     def act() -> list[MeterInfo]:
-        if state is not None and state not in ("installed", "commissioned", "decommissioned"):
-            raise RegistryError(f"--state {state!r} is not installed, commissioned or decommissioned")
+        if state is not None and state not in METER_STATES:
+            raise RegistryError(f"--state {state!r} is not one of {', '.join(METER_STATES)}")
         return open_registry().list_meters(concentrator=concentrator, state=state)
 
     items = run_or_exit("meter", act)
@@ -160,3 +162,31 @@ def decommission(
     else:
         print(f"meter {info.serial} decommissioned on {info.decommissioning_date}")
 
+
+
+@app.command("commission")
+def commission(
+    serial: Annotated[str, typer.Argument(help="The meter's serial (discovered in a DC's table, or installed).")],
+    security: Annotated[str, typer.Option("--security", help="none, lls or hls-gmac.")] = "none",
+    password: Annotated[str | None, typer.Option("--password", help="LLS password.")] = None,
+    system_title: Annotated[str | None, typer.Option("--system-title", help="Meter system title, hex.")] = None,
+    ek: Annotated[str | None, typer.Option("--ek", help="Global unicast encryption key, hex.")] = None,
+    ak: Annotated[str | None, typer.Option("--ak", help="Authentication key, hex.")] = None,
+    client_sap: Annotated[int | None, typer.Option("--client-sap", help="Our client SAP (default: kept).")] = None,
+    device_type: Annotated[str | None, typer.Option(
+        "--device-type", help="Its device type (default: found by make, model and firmware).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Put a discovered meter in service with its keys (stored encrypted, never printed): it is read from now on."""
+
+    def act() -> MeterInfo:
+        sec = _security(security, password, system_title, ek, ak)
+        registry = open_registry()
+        require("registry", registry.engine, f"meter commission {serial}", group="meter")
+        return registry.commission(serial, sec, client_sap=client_sap, device_type=device_type, who=who())
+
+    info = run_or_exit("meter", act)
+    if as_json:
+        print(json.dumps(info.to_json()))
+    else:
+        print(f"meter {info.serial} commissioned: {info.link}, security {info.security_policy}")

@@ -1,4 +1,4 @@
-"""`hes run`: the daemon (scheduler, push listener, MQTT, CIM delivery) until Ctrl-C or SIGTERM."""
+"""`hes run`: the daemon (scheduler, concentrator sync, push listener, MQTT, CIM delivery) until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from hes.config import load_settings
 from hes.daemon import Component, DaemonContext, supervise
 from hes.loop import run as run_loop
 from hes.registry import Registry
+from hes.slots import ConcentratorSlots, Gate
+from scheduler.engine import session_budget
+from scheduler.service import ServiceOptions
 
 __all__ = ["COMPONENTS", "load_components", "run"]
 
@@ -23,6 +26,7 @@ __all__ = ["COMPONENTS", "load_components", "run"]
 #: Named by string so that ``hes`` itself never imports the packages built on it.
 COMPONENTS: list[tuple[str, str]] = [
     ("scheduler", "scheduler.service:component"),
+    ("concentrator-sync", "hes.dcsync:component"),
     ("push-listener", "hes.events.push:component"),
     ("mqtt", "hes.events.mqtt:component"),
     ("cim-delivery", "cim.delivery:component"),
@@ -63,11 +67,15 @@ def run(
     components = load_components(only)
     settings = run_or_exit("run", load_settings)
     registry = run_or_exit("run", lambda: Registry.open(settings))
+    # One session budget per DC for the whole process: the scheduler's items and every other session.
+    per_dc = run_or_exit("run", lambda: ServiceOptions.from_environment().per_concentrator)
+    budget = run_or_exit("run", lambda: session_budget(registry.engine, per_dc))
     context = DaemonContext(
         settings=settings,
         engine=registry.engine,
         registry=registry,
         worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}",
+        gate=Gate(ConcentratorSlots(budget)),
     )
     names = ", ".join(component.name for component in components) or "none"
     print(f"hes run: worker {context.worker_id}, components: {names}; Ctrl-C or SIGTERM stops", file=sys.stderr)

@@ -35,11 +35,13 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from concentrator.clock import ClockCheck
+from hes.db.concentrators import record_clock
 from hes.db.models import utcnow
 from hes.events.catalog import CatalogError, default_catalog, load_catalog
 from hes.events.outbox import command_message, order_alarm_message, queue
 from hes.registry import Registry
-from hes.runner import Announcement, Job, Observations, OrderRunner
+from hes.runner import Announcement, Finish, Job, Observations, OrderRunner
 from hes.session import MeterSession, Timeouts
 from hes.slots import Gate
 from protocols.axdr import Data, DataTag
@@ -146,6 +148,8 @@ class _Outcome:
         self.values: dict[str, Any] = {}
         #: A head-end alarm raised by the order (code of the event table's ``head-end`` log, text).
         self.alarm: tuple[int, str] | None = None
+        #: The device's clock as last read, and the head-end's time then (a clock sync).
+        self.clock: tuple[datetime, datetime] | None = None
 
     def warn(self, text: str) -> None:
         self.observations.append(text)
@@ -190,11 +194,17 @@ class Commands:
         """Remote reconnection (IC 70 method 2), then the relay state read back."""
         return await self._run(serial, "reconnect", {}, self._relay_body(_REMOTE_RECONNECT))
 
-    async def clock_sync(self, serial: str, tolerance: float = DEFAULT_TOLERANCE) -> CommandResult:
-        """Read the clock; when off by more than ``tolerance`` seconds, set it to the head-end's time and check."""
+    async def clock_sync(self, serial: str, tolerance: float = DEFAULT_TOLERANCE, *,
+                         concentrator: bool = False) -> CommandResult:
+        """Read the clock; when off by more than ``tolerance`` seconds, set it to the head-end's time and check.
+
+        ``concentrator``: ``serial`` is a DC's id, and the DC's own clock is synchronised (its management
+        logical device; the new deviation is kept as the DC's clock state).
+        """
         if not tolerance >= 0:
             raise ValueError(f"tolerance {tolerance} s must be zero or more")
-        return await self._run(serial, "clock-sync", {"tolerance": tolerance}, self._clock_body(tolerance))
+        return await self._run(serial, "clock-sync", {"tolerance": tolerance}, self._clock_body(tolerance),
+                               concentrator=concentrator)
 
     async def run(self, serial: str, command: CommandName, tolerance: float = DEFAULT_TOLERANCE) -> CommandResult:
         if command == "disconnect":
@@ -212,9 +222,13 @@ class Commands:
         verb = "disconnect" if method == _REMOTE_DISCONNECT else "reconnect"
 
         async def body(session: MeterSession, outcome: _Outcome) -> None:
-            await session.action(70, DISCONNECT_CONTROL, method, Data.integer(0))
+            relay = session.target.device_type.relay
+            if relay is None:
+                raise ServiceError(f"{session.what}: device type {session.target.device_type.name} has no disconnect "
+                                   "control")
+            await session.action(70, relay, method, Data.integer(0))
             try:
-                state = await _read_relay(session)
+                state = await _read_relay(session, relay)
             except (ServiceError, DecodeError) as exc:
                 outcome.warn(f"{verb} accepted, but the relay state could not be read back: {exc}")
                 outcome.alarm = (_ALARM_NO_READBACK, outcome.observations[-1])
@@ -246,6 +260,7 @@ class Commands:
             outcome.values.update(meter_time=before.moment.isoformat(), head_end_time=now.isoformat(),
                                   deviation_seconds=deviation, tolerance_seconds=tolerance,
                                   clock_deviation_minutes=before.deviation)
+            outcome.clock = (before.moment, now)
             if abs(deviation) <= tolerance:
                 outcome.values.update(set=False, summary=f"clock off by {_signed(deviation)}, within "
                                                          f"{tolerance:g} s: left alone")
@@ -253,9 +268,11 @@ class Commands:
             # The meter keeps its own time zone: write our instant at its deviation, clock status ok.
             target = self.now()
             value = CosemDateTime.from_datetime(target, deviation=before.deviation, clock_status=0)
-            await session.set(8, CLOCK, 2, Data.octet_string(value.encode()))
+            await session.set(8, session.target.device_type.clock, 2, Data.octet_string(value.encode()))
             after = await self._read_clock(session)
-            residual = _deviation_seconds(after.moment, self.now())
+            checked = self.now()
+            residual = _deviation_seconds(after.moment, checked)
+            outcome.clock = (after.moment, checked)
             outcome.values.update(set=True, residual_seconds=residual,
                                   summary=f"clock was off by {_signed(deviation)}; set, now {_signed(residual)}")
             if abs(residual) > tolerance:
@@ -265,22 +282,23 @@ class Commands:
         return body
 
     async def _read_clock(self, session: MeterSession) -> _ClockValue:
-        data = await session.get(8, CLOCK, 2)
+        data = await session.get(8, session.target.device_type.clock, 2)
         raw = data.value if data.tag in (DataTag.OCTET_STRING, DataTag.DATE_TIME) else None
         if isinstance(raw, CosemDateTime):
             stamp = raw
         elif isinstance(raw, bytes):
             stamp = CosemDateTime.decode(raw)
         else:
-            raise DecodeError(f"meter {session.target.serial}: clock is a {data.tag.name.lower()}, not a date-time")
+            raise DecodeError(f"{session.what}: clock is a {data.tag.name.lower()}, not a date-time")
         moment = stamp.to_datetime()
         if moment is None or not stamp.deviation_specified:
-            raise DecodeError(f"meter {session.target.serial}: clock {stamp} is not a full instant with a deviation")
+            raise DecodeError(f"{session.what}: clock {stamp} is not a full instant with a deviation")
         return _ClockValue(moment, stamp.deviation)
 
     # --- the order around a body ---------------------------------------------------------------------------
 
-    async def _run(self, serial: str, command: CommandName, parameters: dict[str, Any], body: Body) -> CommandResult:
+    async def _run(self, serial: str, command: CommandName, parameters: dict[str, Any], body: Body, *,
+                   concentrator: bool = False) -> CommandResult:
         who = self.who
         described = f"{command} {serial}" + "".join(f" --{k} {v}" for k, v in parameters.items())
 
@@ -309,9 +327,16 @@ class Commands:
                 logger.warning("meter %s: %s (order %s): %s", serial, definition.name, finish.order_number, text)
             queue(db.connection(), messages)
 
+        def store(db: Session, finish: Finish, outcome: _Outcome) -> tuple[int, str | None]:
+            if concentrator and outcome.clock is not None:
+                # The DC's clock as this order left it: what the next contact judges it by.
+                record_clock(db.connection(), ClockCheck(serial, *outcome.clock))
+            return 0, None
+
         job: Job[_Outcome] = Job(serial, command, session_body, COUNTERS_PER_COMMAND,
                                  parameters={**parameters, "described": described}, verb="sent",
-                                 force_contact=self.recheck_dc, announce=announce, crash_point="command-before-store")
+                                 concentrator=concentrator, force_contact=self.recheck_dc, store=store,
+                                 announce=announce, crash_point="command-before-store")
         result = await self.runner.run(job, requested_by=who)
         outcome = result.result
         observations = "; ".join(result.observations) or None
@@ -325,9 +350,8 @@ class _ClockValue:
     deviation: int  # COSEM deviation, minutes (UTC = local + deviation)
 
 
-async def _read_relay(session: MeterSession) -> RelayState:
-    values = await session.get_many([(70, DISCONNECT_CONTROL, 2), (70, DISCONNECT_CONTROL, 3),
-                                     (70, DISCONNECT_CONTROL, 4)])
+async def _read_relay(session: MeterSession, relay: ObisCode = DISCONNECT_CONTROL) -> RelayState:
+    values = await session.get_many([(70, relay, 2), (70, relay, 3), (70, relay, 4)])
     output, control, mode = values
     if isinstance(output, ServiceError) and isinstance(control, ServiceError):
         raise output

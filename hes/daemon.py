@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from hes.config import Settings
 from hes.registry import Registry
+from hes.slots import Gate
 
 __all__ = ["Component", "DaemonContext", "supervise"]
 
@@ -47,6 +48,8 @@ class DaemonContext:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     #: Worker identity for leases and logs (host:pid unless given).
     worker_id: str = ""
+    #: What every session of the process waits for: the DCs' one session budget, the device locks.
+    gate: Gate = field(default_factory=Gate)
 
 
 class Component(Protocol):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,9 +33,10 @@ from hes.devicetypes import (
     Catalogue,
     DeviceType,
     DeviceTypeError,
+    catalogue,
+    forget_catalogue,
     read_device_type,
     shipped_types,
-    stored_device_types,
 )
 from hes.errors import HesError
 from hes.keys import MasterKey, load_master_key, secret_aad
@@ -65,9 +65,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Seconds the device types read from the database are used before they are read again.
-CATALOGUE_TTL = 60.0
-
 
 class RegistryError(HesError):
     """A registry request that cannot be done as asked (bad value, unknown device, bad manifest)."""
@@ -94,6 +91,9 @@ class MeterInfo:
     state: str
     make: str | None
     model: str | None
+    firmware: str | None
+    device_type: str | None
+    missing_since: datetime | None
     commissioning_date: date | None
     service_life_years: int | None
     decommissioning_date: date | None
@@ -123,6 +123,8 @@ class MeterInfo:
 
         return {
             "serial": self.serial, "state": self.state, "make": self.make, "model": self.model,
+            "firmware": self.firmware, "device_type": self.device_type,
+            "missing_from_concentrator_since": None if self.missing_since is None else self.missing_since.isoformat(),
             "commissioning_date": day(self.commissioning_date), "service_life_years": self.service_life_years,
             "decommissioning_date": day(self.decommissioning_date), "warranty_until": day(self.warranty_until),
             "concentrator": self.concentrator_id, "logical_device": self.logical_device,
@@ -147,14 +149,28 @@ class ConcentratorInfo:
     last_contact: datetime | None
     reachable: bool | None
     meters: int
+    medium: str = "plc"
+    response_deadline: float | None = None
+    max_sessions: int | None = None
+    last_attempt: datetime | None = None
+    unreachable_since: datetime | None = None
+    clock_checked_at: datetime | None = None
+    #: The DC's clock minus the head-end's at that reading, seconds.
+    clock_deviation: float | None = None
+    table_synced_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
+        def iso(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat()
+
         return {
             "id": self.id, "host": self.host, "port": self.port, "wport": self.wport, "client_sap": self.client_sap,
             "network_id": self.network_id, "security": self.security_policy, "system_title": self.system_title,
-            "has_keys": self.has_keys,
-            "last_contact": None if self.last_contact is None else self.last_contact.isoformat(),
-            "reachable": self.reachable, "meters": self.meters,
+            "has_keys": self.has_keys, "last_contact": iso(self.last_contact), "reachable": self.reachable,
+            "meters": self.meters, "medium": self.medium, "response_deadline_s": self.response_deadline,
+            "max_sessions": self.max_sessions, "last_attempt": iso(self.last_attempt),
+            "unreachable_since": iso(self.unreachable_since), "clock_checked_at": iso(self.clock_checked_at),
+            "clock_deviation_s": self.clock_deviation, "table_synced_at": iso(self.table_synced_at),
         }
 
 
@@ -197,8 +213,6 @@ class Registry:
         self._sessions = session_factory(engine)
         self._clock = clock
         self._dc_securities: dict[tuple[str, datetime | None], MeterSecurity] = {}
-        self._catalogue: Catalogue | None = None
-        self._catalogue_read = 0.0
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Registry:
@@ -390,6 +404,7 @@ class Registry:
             physical = None if meter.hdlc_physical_address is None else str(meter.hdlc_physical_address)
         return MeterInfo(
             id=meter.id, serial=meter.serial, state=meter.state, make=meter.make, model=meter.model,
+            firmware=meter.firmware, device_type=meter.device_type, missing_since=meter.missing_since,
             commissioning_date=meter.commissioning_date, service_life_years=meter.service_life_years,
             decommissioning_date=meter.decommissioning_date, warranty_until=meter.warranty_until,
             concentrator_id=meter.concentrator_id, logical_device=meter.logical_device, physical_address=physical,
@@ -439,6 +454,31 @@ class Registry:
             record_audit(session, who, f"meter decommission {serial}", "OK", when=now)
             return self._meter_info(meter)
 
+    def commission(self, serial: str, security: MeterSecurity, *, client_sap: int | None = None,
+                   device_type: str | None = None, who: str = "system") -> MeterInfo:
+        """Put a meter found in a DC's table (``discovered``) or registered without keys (``installed``) in service,
+        with its security: it is read from now on."""
+        _check_security(security, f"meter {serial}")
+        if client_sap is not None and not 0 <= client_sap <= 0x3FFF:
+            raise RegistryError(f"client SAP {client_sap} is out of range (0..16383)")
+        if device_type is not None and self.device_types().get(device_type) is None:
+            raise RegistryError(f"device type {device_type!r} is not known: hes devicetype add FILE")
+        now = self._clock()
+        with self._session() as session:
+            meter = self._meter(session, serial)
+            if meter.state not in ("discovered", "installed"):
+                raise RegistryError(f"meter {serial!r} is {meter.state}: only a discovered or installed meter is "
+                                    "commissioned")
+            meter.state, meter.commissioning_date, meter.updated_at = "commissioned", now.date(), now
+            if client_sap is not None:
+                meter.client_sap = client_sap
+            if device_type is not None:
+                meter.device_type = device_type
+            self._seal(meter, "meter", serial, security)
+            record_asset_event(session, meter.id, "commissioned", f"security {security.policy}", when=now)
+            record_audit(session, who, f"meter commission {serial} {security.policy}", "OK", when=now)
+            return self._meter_info(meter)
+
     def lifecycle(self, serial: str) -> list[tuple[datetime, str, str | None]]:
         """The meter's lifecycle events, oldest first: (when, kind, detail)."""
         with self._session() as session:
@@ -458,7 +498,10 @@ class Registry:
             network_id=row.network_id, security_policy=row.security_policy,
             system_title=None if row.system_title is None else row.system_title.hex(),
             has_keys=row.ek_enc is not None and row.ak_enc is not None,
-            last_contact=row.last_contact, reachable=row.reachable, meters=meters,
+            last_contact=row.last_contact, reachable=row.reachable, meters=meters, medium=row.medium,
+            response_deadline=row.response_deadline_s, max_sessions=row.max_sessions, last_attempt=row.last_attempt,
+            unreachable_since=row.unreachable_since, clock_checked_at=row.clock_checked_at,
+            clock_deviation=row.clock_deviation_s, table_synced_at=row.table_synced_at,
         )
 
     def list_concentrators(self) -> list[ConcentratorInfo]:
@@ -550,23 +593,18 @@ class Registry:
     # --- device types ----------------------------------------------------------------------------------
 
     def device_types(self) -> Catalogue:
-        """The shipped and added device types, read again at most every ``CATALOGUE_TTL`` seconds (a type added
-        by another process is seen within that time)."""
-        now = time.monotonic()
-        if self._catalogue is None or now - self._catalogue_read >= CATALOGUE_TTL:
-            with self._session() as session:
-                added = stored_device_types(session)
-            self._catalogue, self._catalogue_read = Catalogue(added), now
-        return self._catalogue
+        """The shipped and added device types (``hes.devicetypes.catalogue``: read again every minute)."""
+        with storage_errors(self.engine):
+            return catalogue(self.engine)
 
     def device_type_of(self, facts: MeterFacts) -> DeviceType:
         """A meter's device type: by its name, else by its make, model and firmware, else the default type."""
-        catalogue = self.device_types()
-        if facts.device_type is not None and catalogue.get(facts.device_type) is None:
-            self._catalogue = None  # perhaps added since: read again once
-            catalogue = self.device_types()
+        types = self.device_types()
+        if facts.device_type is not None and types.get(facts.device_type) is None:
+            forget_catalogue(self.engine)  # perhaps added since by another process: read again once
+            types = self.device_types()
         try:
-            return catalogue.for_meter(facts.device_type, facts.make, facts.model, facts.firmware)
+            return types.for_meter(facts.device_type, facts.make, facts.model, facts.firmware)
         except DeviceTypeError as exc:
             raise RegistryError(f"meter {facts.serial}: {exc}") from None
 
@@ -583,7 +621,7 @@ class Registry:
                 row.definition, row.added_by, row.added_at = json.dumps(document), who, now
             record_audit(session, who, f"devicetype add {kind.name} from {os.fspath(path)}",
                          "OK, replaced" if replaced else "OK", when=now)
-        self._catalogue = None
+        forget_catalogue(self.engine)
         return kind, replaced
 
     def device_type_meters(self) -> dict[str | None, int]:

@@ -93,12 +93,14 @@ Body = Callable[[MeterSession, Observations], Awaitable[T]]
 @dataclass(frozen=True, slots=True)
 class Finish:
     """What a job's ``store`` and ``announce`` know of its order: the device's id in the registry (0: a DC or
-    unknown), the order, when, and the DC on the way (None: none, or not known for a refused order)."""
+    unknown), the order, when, the DC on the way (None: none, or not known for a refused order), and the
+    order's observations (``store`` may add some: what it found storing makes the order a WARN too)."""
 
     device_id: int
     order_number: str
     now: datetime
     concentrator_id: str | None = None
+    observations: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +194,16 @@ class OrderResult(Generic[T]):
     failure: Failure | None = None
     counters_used: int | None = None
     last_received: int | None = None
+    #: The DC's clock, when this order read it.
+    clock: ClockCheck | None = None
 
     @property
     def ok(self) -> bool:
         return self.state != "FAIL"
+
+    @property
+    def clock_deviation(self) -> float | None:
+        return None if self.clock is None else self.clock.deviation
 
 
 class Runner:
@@ -395,8 +403,9 @@ class OrderRunner(Runner):
         described = job.parameters.get("described", f"{job.command} {job.device}")
         return f"{described} (order {order_number})"
 
-    async def run(self, job: Job[T], *, requested_by: str | None = None) -> OrderResult[T]:
-        """Run ``job`` as an order (``requested_by``: who asked, when not the runner's own user)."""
+    async def run(self, job: Job[T], *, requested_by: str | None = None, clock_due: bool = False) -> OrderResult[T]:
+        """Run ``job`` as an order (``requested_by``: who asked, when not the runner's own user; ``clock_due``:
+        read the DC's clock whenever its last reading was)."""
         who = requested_by or self.requested_by
         engine = self.registry.engine
         parameters = {k: v for k, v in job.parameters.items() if k != "described"}
@@ -423,6 +432,8 @@ class OrderRunner(Runner):
                 return OrderResult(order_number, job.device, job.command, "FAIL", failure.reason, failure.retryable,
                                    failure=failure)
             start_order(db, order, when=now)
+        if clock_due and not prepared.clock_due and prepared.target.concentrator_id is not None:
+            prepared = dataclasses.replace(prepared, clock_due=True)
         outcome = await self.session(prepared, job.body)
         logger.info("%s %s (%s): %s", job.command, job.device, order_number,
                     "done" if outcome.failure is None else outcome.failure.reason)
@@ -435,7 +446,6 @@ class OrderRunner(Runner):
         engine = self.registry.engine
         now = self.clock()
         failure = outcome.failure
-        observations = tuple(outcome.observations)
         stored = 0
         with storage_errors(engine), self._sessions() as db, db.begin():
             self.settle(db.connection(), [(outcome, now)])
@@ -447,7 +457,8 @@ class OrderRunner(Runner):
                 row.parameters = {**parameters, "counters": [reservation.start, reservation.limit],
                                   "counters_used": outcome.counters_used}
             what = self._audit_what(job, order_number)
-            finish = Finish(prepared.device_id, order_number, now, prepared.target.concentrator_id)
+            finish = Finish(prepared.device_id, order_number, now, prepared.target.concentrator_id,
+                            list(outcome.observations))
             if failure is not None:
                 finish_order(db, row, "FAIL", reason=failure.reason, when=now)
                 record_audit(db, who, what, f"FAIL: {failure.reason}", when=now)
@@ -457,15 +468,17 @@ class OrderRunner(Runner):
                 detail: str | None = None
                 if job.store is not None and outcome.result is not None:
                     stored, detail = job.store(db, finish, outcome.result)
-                state = "WARN" if observations else "EXE"
-                text = "; ".join(observations) or None
+                state = "WARN" if finish.observations else "EXE"
+                text = "; ".join(finish.observations) or None
                 finish_order(db, row, state, observations=text, when=now)
                 audit = state if text is None else f"{state}: {text}"
                 record_audit(db, who, what, audit if detail is None else f"{audit} ({detail})", when=now)
             if job.announce is not None:
                 job.announce(db, Announcement(finish, state, text, outcome.result))
+        observations = tuple(finish.observations)
         if failure is not None:
             return OrderResult(order_number, job.device, job.command, "FAIL", failure.reason, failure.retryable,
-                               observations, outcome.result, 0, failure, outcome.counters_used, outcome.last_received)
+                               observations, outcome.result, 0, failure, outcome.counters_used, outcome.last_received,
+                               outcome.clock)
         return OrderResult(order_number, job.device, job.command, state, None, False, observations, outcome.result,
-                           stored, None, outcome.counters_used, outcome.last_received)
+                           stored, None, outcome.counters_used, outcome.last_received, outcome.clock)

@@ -44,12 +44,20 @@ from scheduler.contract import ExecutionContext, Executor, GroupExecutor, ItemOu
 from scheduler.models import Plan, PlanItem, PlanRun
 from scheduler.plans import Plans, next_opening, window_open
 
-__all__ = ["EngineOptions", "Worker", "WorkerStats"]
+__all__ = ["EngineOptions", "Worker", "WorkerStats", "session_budget"]
 
 logger = logging.getLogger(__name__)
 
 _ITEMS = cast(Table, PlanItem.__table__)
 _ORDERS = cast(Table, Order.__table__)
+
+
+def session_budget(engine: Engine, per_concentrator: int) -> SessionBudget:
+    """The DCs' one session budget: ``per_concentrator`` at once per DC, or the DC's own setting (``max_sessions``)."""
+    with storage_errors(engine), engine.connect() as connection:
+        own = dict(connection.execute(select(Concentrator.id, Concentrator.max_sessions).where(
+            Concentrator.max_sessions.is_not(None))).all())
+    return SessionBudget(per_concentrator, {ident: int(value) for ident, value in own.items() if value is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +174,7 @@ class Worker:
 
     def budget(self) -> SessionBudget:
         """The DCs' session budget: ``per_concentrator`` sessions at once per DC, or a DC's own setting."""
-        with storage_errors(self.engine), self.engine.connect() as connection:
-            own = dict(connection.execute(select(Concentrator.id, Concentrator.max_sessions).where(
-                Concentrator.max_sessions.is_not(None))).all())
-        return SessionBudget(self.options.per_concentrator,
-                             {ident: int(value) for ident, value in own.items() if value is not None})
+        return session_budget(self.engine, self.options.per_concentrator)
 
     def reap(self) -> int:
         """Take over items whose lease expired: back to PENDING (the interrupted attempt does not count)."""

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Concentrator, Meter, utcnow
 from hes.db.orders import record_audit
-from hes.devicetypes import Catalogue, DeviceTypeError, stored_device_types
+from hes.devicetypes import DeviceTypeError, catalogue
 from hes.errors import HesError
 from scheduler.capabilities import meter_objects, missing_object
 from scheduler.contract import COMMANDS, RELAY_COMMANDS, Command
@@ -691,7 +691,7 @@ class Plans:
     def _items(self, session: Session, run: PlanRun, meters: Sequence[Any], commands: Sequence[Command],
                due: datetime) -> Iterator[dict[str, Any]]:
         """Work item rows: DCs interleaved, a meter's commands in order; unsupported and unserviceable ones final."""
-        catalogue = Catalogue(stored_device_types(session))
+        types = catalogue(session)
         known = meter_objects(session, [m.id for m in meters])
         by_dc: dict[str | None, list[Any]] = defaultdict(list)
         for meter in meters:
@@ -705,7 +705,7 @@ class Plans:
         for meter in ordered:
             objects, source = known.get(meter.id, (None, None))
             try:
-                device_type = catalogue.for_meter(meter.device_type, meter.make, meter.model, meter.firmware)
+                device_type = types.for_meter(meter.device_type, meter.make, meter.model, meter.firmware)
             except DeviceTypeError:
                 device_type = None  # an unknown type name: the executor says so, with the meter
             for command in commands:

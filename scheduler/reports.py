@@ -9,8 +9,9 @@ they are listed under ``excluded`` with the reason; meters commissioned later, d
 earlier or never commissioned are not in the report.
 
 Silent devices (``silent(engine, since)``): commissioned meters with no interval value, register
-reading or event stored (``collected_at``) since then, and concentrators with no successful
-contact (``concentrators.last_contact``) since then; devices never heard from are included.
+reading or event stored (``collected_at``) since then, or that their concentrator's meter table no
+longer lists (``hes concentrator sync``), and concentrators with no successful contact
+(``concentrators.last_contact``) since then; devices never heard from are included.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from hes.db.engine import storage_errors
 from hes.db.models import Concentrator, EventRecord, IntervalValue, Meter, RegisterReading
-from hes.devicetypes import Catalogue, DeviceTypeError, default_type, stored_device_types
+from hes.devicetypes import DeviceTypeError, catalogue, default_type
 from hes.errors import HesError
 from scheduler.collection_models import CollectionWatermark, MeterCollection
 
@@ -142,11 +143,11 @@ def completeness(engine: Engine, day: date, *, threshold: float = DEFAULT_THRESH
             Meter.commissioning_date.is_(None), Meter.commissioning_date <= day,
         ), or_(Meter.decommissioning_date.is_(None), Meter.decommissioning_date >= day)).order_by(Meter.serial)).all()
         # Each meter's load profile is where its device type says: its watermark there has the capture period.
-        catalogue = Catalogue(stored_device_types(session))
+        types = catalogue(session)
         profile_of: dict[int, str] = {}
         for row in meters:
             try:
-                kind = catalogue.for_meter(row.device_type, row.make, row.model, row.firmware)
+                kind = types.for_meter(row.device_type, row.make, row.model, row.firmware)
             except DeviceTypeError:
                 kind = default_type()
             profile_of[row.id] = str(kind.load_profile.obis)
@@ -188,10 +189,13 @@ class SilentMeter:
     #: What N2PLoad last saw: since when the DC has not reached it, and why.
     unreachable_since: datetime | None
     reason: str | None
+    #: Since when its concentrator's meter table no longer lists it (None: listed, or never checked).
+    missing_since: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"serial": self.serial, "concentrator": self.concentrator, "last_contact": _iso(self.last_data),
-                "unreachable_since": _iso(self.unreachable_since), "reason": self.reason}
+                "unreachable_since": _iso(self.unreachable_since), "reason": self.reason,
+                "missing_from_table_since": _iso(self.missing_since)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,14 +244,18 @@ def silent(engine: Engine, since: datetime) -> SilentReport:
                     last[ident] = moment
         states = {row.meter_id: row for row in session.scalars(select(MeterCollection))}
         meters = []
-        for ident, serial, dc in session.execute(select(Meter.id, Meter.serial, Meter.concentrator_id).where(
+        for ident, serial, dc, missing in session.execute(select(
+                Meter.id, Meter.serial, Meter.concentrator_id, Meter.missing_since).where(
                 Meter.state == "commissioned").order_by(Meter.serial)):
             latest = last.get(ident)
-            if latest is not None and latest >= since:
+            if latest is not None and latest >= since and missing is None:
                 continue
             state = states.get(ident)
+            reason = None if state is None else state.reason
+            if missing is not None:
+                reason = f"no longer in the meter table of concentrator {dc} (since {_iso(missing)})"
             meters.append(SilentMeter(serial, dc, latest, None if state is None else state.unreachable_since,
-                                      None if state is None else state.reason))
+                                      reason, missing))
         counts: dict[str | None, int] = {dc: int(count) for dc, count in session.execute(select(
             Meter.concentrator_id, func.count()).where(Meter.state == "commissioned").group_by(Meter.concentrator_id))}
         dcs = [

@@ -222,7 +222,7 @@ class SchedulerComponent:
     name = "scheduler"
 
     async def run(self, context: DaemonContext) -> None:
-        execution = ExecutionContext(registry=context.registry, engine=context.engine, now=utcnow)
+        execution = ExecutionContext(registry=context.registry, engine=context.engine, now=utcnow, gate=context.gate)
         service = SchedulerService(execution, ServiceOptions.from_environment(),
                                    worker_id=context.worker_id or f"worker:{os.getpid()}")
         await service.run(context.stop)

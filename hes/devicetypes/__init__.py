@@ -19,13 +19,14 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from hes.db.models import DeviceTypeRow
@@ -39,9 +40,12 @@ __all__ = [
     "DEFAULT_TYPE",
     "FORMAT",
     "SHIPPED",
+    "CATALOGUE_TTL",
     "Catalogue",
     "DeviceType",
+    "catalogue",
     "default_type",
+    "forget_catalogue",
     "DeviceTypeError",
     "EventLogSpec",
     "Limits",
@@ -397,6 +401,33 @@ class Catalogue:
                 # A type that names the model and a firmware range says more than one that names only the make.
                 return max(matching, key=lambda t: (t.model is not None, t.firmware is not None, self.added(t.name)))
         return self.types[DEFAULT_TYPE]
+
+
+#: Seconds the types read from a database are used before they are read again (a type added by another
+#: process is seen within that time; one added by this process at once).
+CATALOGUE_TTL = 60.0
+_catalogues: dict[str, tuple[float, Catalogue]] = {}
+
+
+def catalogue(bind: Engine | Connection | Session) -> Catalogue:
+    """The shipped and added types of the database ``bind`` is on (cached per database for ``CATALOGUE_TTL``)."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    key = engine.engine.url.render_as_string(hide_password=False)
+    now = time.monotonic()
+    cached = _catalogues.get(key)
+    if cached is None or now - cached[0] >= CATALOGUE_TTL:
+        if isinstance(bind, Session):
+            added = stored_device_types(bind)
+        else:
+            with Session(bind=bind) as session:
+                added = stored_device_types(session)
+        cached = _catalogues[key] = (now, Catalogue(added))
+    return cached[1]
+
+
+def forget_catalogue(bind: Engine | Connection) -> None:
+    """Read the database's types again at the next use (this process added or replaced one)."""
+    _catalogues.pop(bind.engine.url.render_as_string(hide_password=False), None)
 
 
 def stored_device_types(session: Session) -> list[DeviceType]:

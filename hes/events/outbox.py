@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,12 +27,11 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from hes.db.models import Meter, utcnow
 from hes.db.readings import EventRow
 from hes.db.stored import StoredBatch, add_listener
-from hes.devicetypes import Catalogue, DeviceType, DeviceTypeError, default_type, stored_device_types
+from hes.devicetypes import DeviceType, DeviceTypeError, catalogue, default_type
 from hes.events.catalog import Catalog, CatalogError, Criticality, EventDefinition, default_catalog, load_catalog
 from hes.events.models import MqttMessage
 
@@ -166,28 +164,15 @@ def _routes(connection: Connection, meter_ids: Sequence[int]) -> dict[int, tuple
     found = connection.execute(
         select(Meter.id, Meter.serial, Meter.concentrator_id, Meter.device_type, Meter.make, Meter.model,
                Meter.firmware).where(Meter.id.in_(list(meter_ids))))
-    catalogue = _catalogue(connection)
+    types = catalogue(connection)
     out = {}
     for ident, serial, dc, name, make, model, firmware in found:
         try:
-            kind = catalogue.for_meter(name, make, model, firmware)
+            kind = types.for_meter(name, make, model, firmware)
         except DeviceTypeError:
             kind = default_type()
         out[ident] = (serial, dc, kind)
     return out
-
-
-_catalogue_cache: list[tuple[float, Catalogue]] = []
-#: Seconds the device types read from the database are used before they are read again.
-_CATALOGUE_TTL = 60.0
-
-
-def _catalogue(connection: Connection) -> Catalogue:
-    now = time.monotonic()
-    if not _catalogue_cache or now - _catalogue_cache[0][0] >= _CATALOGUE_TTL:
-        with Session(bind=connection) as session:
-            _catalogue_cache[:] = [(now, Catalogue(stored_device_types(session)))]
-    return _catalogue_cache[0][1]
 
 
 def event_messages(connection: Connection, rows: Sequence[EventRow], *, source: str,

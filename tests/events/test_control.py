@@ -22,7 +22,7 @@ from tests.hes.test_commands import DC_METER, FAST, FieldThread, orders_of, smal
 
 def test_a_relay_that_does_not_move_is_a_warn_with_an_alarm(registry: Registry, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    async def stuck(session: MeterSession) -> RelayState:
+    async def stuck(session: MeterSession, *_relay: object) -> RelayState:
         # A welded relay: the meter accepted the order, but the supply is still on.
         return RelayState(True, ControlState.CONNECTED, ControlMode.MODE_2)
 

@@ -56,7 +56,11 @@ def fleet(
     plc_latency: Annotated[
         float | None, typer.Option("--plc-latency", help="PLC latency per APDU, field seconds (preset: 2).")
     ] = None,
-    loss: Annotated[float | None, typer.Option("--loss", help="Chance an APDU is lost on PLC (0..1).")] = None,
+    loss: Annotated[float | None, typer.Option("--loss", help="Chance one transmission of an APDU is lost on the "
+                                                              "PLC/RF hop (0..1; default 0.02 PLC, 0.01 RF).")] = None,
+    link_retries: Annotated[int | None, typer.Option(
+        "--link-retries", min=0, max=15,
+        help="Times the link layer sends a lost APDU again before it is lost for the head-end (default 3).")] = None,
     unreachable_share: Annotated[
         float, typer.Option("--unreachable-share", help="Share of DC meters unreachable for the first field day.")
     ] = 0.0,
@@ -109,6 +113,7 @@ def fleet(
         time_scale=time_scale,
         plc_latency=plc_latency,
         loss=loss,
+        link_retries=link_retries,
         unreachable_share=unreachable_share,
         dc_outages=tuple(dc_outage or ()),
         counters=counters,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["DEFAULT_CHECK_EVERY", "DEFAULT_TOLERANCE", "ClockCheck", "ClockError", "ClockState"]
+__all__ = ["DEFAULT_CHECK_EVERY", "DEFAULT_POLICY", "DEFAULT_TOLERANCE", "ClockCheck", "ClockError", "ClockPolicy",
+           "ClockState"]
 
 #: Seconds a DC's clock may be off before the head-end says so (IDIS asks +/- 10 s of meters; DCs
 #: that synchronise their meters need the same order).
@@ -23,6 +24,25 @@ DEFAULT_CHECK_EVERY = timedelta(hours=1)
 
 class ClockError(ValueError):
     """A tolerance below zero, or a time without a zone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClockPolicy:
+    """How closely the head-end watches DC clocks: the tolerance (seconds) and how often a contact reads
+    the clock (``every``; zero: at every contact; None: never at a contact, only when the DC's meter
+    table is synchronised or its clock set)."""
+
+    tolerance: float = DEFAULT_TOLERANCE
+    every: timedelta | None = DEFAULT_CHECK_EVERY
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.tolerance < float("inf"):
+            raise ClockError(f"clock tolerance {self.tolerance} s must be 0 or more")
+        if self.every is not None and self.every < timedelta(0):
+            raise ClockError(f"clock check interval {self.every.total_seconds():g} s cannot be negative")
+
+
+DEFAULT_POLICY = ClockPolicy()
 
 
 def _aware(moment: datetime, what: str) -> datetime:
@@ -69,8 +89,10 @@ class ClockState:
     checked_at: datetime | None = None
     deviation: float | None = None
 
-    def due(self, now: datetime, every: timedelta = DEFAULT_CHECK_EVERY) -> bool:
-        """Whether a contact at ``now`` should read the DC's clock."""
+    def due(self, now: datetime, every: timedelta | None = DEFAULT_CHECK_EVERY) -> bool:
+        """Whether a contact at ``now`` should read the DC's clock (``every`` None: never)."""
+        if every is None:
+            return False
         return self.checked_at is None or now - self.checked_at >= every
 
     def after(self, check: ClockCheck) -> ClockState:

@@ -336,7 +336,8 @@ class Commands:
         job: Job[_Outcome] = Job(serial, command, session_body, COUNTERS_PER_COMMAND,
                                  parameters={**parameters, "described": described}, verb="sent",
                                  concentrator=concentrator, force_contact=self.recheck_dc, store=store,
-                                 announce=announce, crash_point="command-before-store")
+                                 announce=announce, crash_point="command-before-store",
+                                 check_dc_clock=not concentrator)
         result = await self.runner.run(job, requested_by=who)
         outcome = result.result
         observations = "; ".join(result.observations) or None

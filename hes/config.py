@@ -19,6 +19,9 @@
 | ``HES_CIM_XSD_DIR`` | unset | folder of the IEC XSDs: when set, delivery validates every message against them |
 | ``HES_DEADLINE_PLC`` / ``_RF`` / ``_IP`` | ``90`` / ``30`` / ``20`` | seconds to wait for each answer through a PLC
   gateway, an RF gateway, or over IP only (a DC's own tables, a point-to-point meter); a DC's own setting wins |
+| ``HES_CONCENTRATOR_CLOCK_TOLERANCE`` | ``10`` | seconds a DC's clock may be off before a contact says so (WARN) |
+| ``HES_CONCENTRATOR_CLOCK_EVERY`` | ``3600`` | a contact reads the DC's clock when the last reading is older
+  (``0``: at every contact; ``off``: only ``hes concentrator sync`` and ``clock sync`` read it) |
 
 The databases stay beside the working folder (``./hes.db`` as README and DESIGN say) so a first
 ``hes demo`` needs nothing set; only generated secrets go to the data folder. ``postgresql://``
@@ -30,10 +33,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from concentrator.clock import DEFAULT_POLICY, ClockError, ClockPolicy
 from concentrator.links import DEFAULT_DEADLINES, DeadlineError, Deadlines
 from hes.errors import HesError
 
@@ -80,6 +85,7 @@ class Settings:
     cim_tables: Path | None = None
     cim_xsd_dir: Path | None = None
     deadlines: Deadlines = DEFAULT_DEADLINES
+    dc_clock: ClockPolicy = DEFAULT_POLICY
 
 
 def normalise_database_url(url: str, variable: str = "HES_DATABASE_URL") -> str:
@@ -159,6 +165,31 @@ def _deadlines(text: Callable[[str], str | None]) -> Deadlines:
     return Deadlines(**values) if values else DEFAULT_DEADLINES
 
 
+def _dc_clock(text: Callable[[str], str | None]) -> ClockPolicy:
+    """``HES_CONCENTRATOR_CLOCK_*`` over the defaults; ``ConfigError`` names the bad variable."""
+    tolerance, every = DEFAULT_POLICY.tolerance, DEFAULT_POLICY.every
+    given = text("HES_CONCENTRATOR_CLOCK_TOLERANCE")
+    if given is not None:
+        try:
+            tolerance = float(given)
+            ClockPolicy(tolerance, every)
+        except (ValueError, ClockError):
+            raise ConfigError(f"HES_CONCENTRATOR_CLOCK_TOLERANCE={given}: seconds, 0 or more") from None
+    given = text("HES_CONCENTRATOR_CLOCK_EVERY")
+    if given is not None and given.lower() == "off":
+        return ClockPolicy(tolerance, None)
+    if given is not None:
+        try:
+            seconds = float(given)
+            if not 0 <= seconds <= 31 * 86400:
+                raise ValueError(given)
+        except ValueError:
+            raise ConfigError(f"HES_CONCENTRATOR_CLOCK_EVERY={given}: seconds, from 0 (every contact) "
+                              "to 2678400, or off") from None
+        every = timedelta(seconds=seconds)
+    return ClockPolicy(tolerance, every)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``environ`` (default ``os.environ``); ``ConfigError`` names the bad variable."""
     env = os.environ if environ is None else environ
@@ -184,6 +215,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         **cim,
         deadlines=_deadlines(text),
+        dc_clock=_dc_clock(text),
         mqtt_min_criticality=criticality,
         push_host=push_host,
         push_port=push_port,

@@ -471,7 +471,7 @@ def read_job(what: str, *, serial: str, start: datetime | None = None, end: date
                parameters={"what": kind, "from": _iso(start), "to": _iso(end), "mode": mode,
                            "described": f"read {described} {serial}"},
                mode=mode, force_contact=recheck_dc, store=store, crash_point="read-before-store",
-               check_dc_clock=mode == "concentrated")
+               check_dc_clock=True)
 
 
 async def read_meter(

@@ -20,6 +20,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from concentrator.clock import DEFAULT_POLICY, ClockPolicy
 from concentrator.links import DEFAULT_DEADLINES, Deadlines, Medium, ReadMode
 from concentrator.reachability import Contact
 from hes.config import Settings
@@ -205,11 +206,13 @@ class Registry:
     """Concentrators and meters in the HES database, keys encrypted with ``master_key``."""
 
     def __init__(self, engine: Engine, master_key: MasterKey, *, clock: Callable[[], datetime] = utcnow,
-                 deadlines: Deadlines = DEFAULT_DEADLINES) -> None:
+                 deadlines: Deadlines = DEFAULT_DEADLINES, dc_clock: ClockPolicy = DEFAULT_POLICY) -> None:
         self.engine = engine
         self.master_key = master_key
         #: The response deadlines by link the head-end was configured with (``HES_DEADLINE_*``).
         self.deadlines = deadlines
+        #: How closely DC clocks are watched (``HES_CONCENTRATOR_CLOCK_*``).
+        self.dc_clock = dc_clock
         self._sessions = session_factory(engine)
         self._clock = clock
         self._dc_securities: dict[tuple[str, datetime | None], MeterSecurity] = {}
@@ -221,7 +224,7 @@ class Registry:
         engine = create_engine_for(settings.database_url)
         if migrate:
             upgrade(engine)
-        return cls(engine, key, deadlines=settings.deadlines)
+        return cls(engine, key, deadlines=settings.deadlines, dc_clock=settings.dc_clock)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

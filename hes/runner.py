@@ -31,7 +31,7 @@ from typing import Any, Generic, Literal, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from concentrator.clock import DEFAULT_CHECK_EVERY, DEFAULT_TOLERANCE, ClockCheck, ClockState
+from concentrator.clock import DEFAULT_POLICY, ClockCheck, ClockPolicy, ClockState
 from concentrator.links import DEFAULT_DEADLINES, Deadlines, ReadMode
 from concentrator.reachability import Contact
 from hes.checks import Refused, check_concentrator, check_meter
@@ -151,6 +151,11 @@ class Prepared:
     device_id: int
     #: The DC's clock is due a reading in this session.
     clock_due: bool = False
+    #: When the session is tunnelled through the DC to its meter (gateway mode), the DC's clock is read in
+    #: a short session of its own with the DC's management logical device, after the meter's: its target
+    #: and counters.
+    clock_target: MeterTarget | None = None
+    clock_reservation: CounterReservation | None = None
 
 
 @dataclass(slots=True)
@@ -167,6 +172,9 @@ class SessionResult(Generic[T]):
     counters_used: int | None = None
     last_received: int | None = None
     clock: ClockCheck | None = None
+    #: The replay floor the DC management session that read the clock leaves (gateway mode): the device
+    #: received from, the client SAP, the highest counter received.
+    clock_received: tuple[str, int, int] | None = None
 
     @property
     def contact(self) -> Contact | None:
@@ -212,13 +220,14 @@ class Runner:
     ``timeouts`` overrides the per-link response deadlines (``deadlines``, by default the
     registry's, ``HES_DEADLINE_*``): a command line's ``--timeout``. ``connect`` replaces every
     route's own link (tests, the benchmark's in-process field). ``clock`` is the head-end's clock
-    (checks, the DC clock's deviation).
+    (checks, the DC clock's deviation); ``clock_policy`` how closely DC clocks are watched (by default
+    the registry's, ``HES_CONCENTRATOR_CLOCK_*``).
     """
 
     def __init__(self, registry: Registry | None, *, gate: Gate | None = None, pool: LinkPool | None = None,
                  deadlines: Deadlines | None = None, timeouts: Timeouts | None = None,
                  connect: LinkFactory | None = None, clock: Callable[[], datetime] = utcnow,
-                 clock_tolerance: float = DEFAULT_TOLERANCE) -> None:
+                 clock_policy: ClockPolicy | None = None) -> None:
         self._registry = registry
         self.gate = gate if gate is not None else Gate()
         self.pool = pool
@@ -226,7 +235,7 @@ class Runner:
         self.timeouts = timeouts
         self.connect = connect
         self.clock = clock
-        self.clock_tolerance = clock_tolerance
+        self.clock_policy = clock_policy or (registry.dc_clock if registry is not None else DEFAULT_POLICY)
         # DCs whose clock a session of this process is reading (or read lately): one reading per DC and interval.
         self._clock_claims: dict[str, datetime] = {}
 
@@ -275,15 +284,31 @@ class Runner:
         reservation = UNLIMITED
         if target.session_security.policy == "hls-gmac":
             reservation = reserve_for(connection, target.counter_keys, counters or job.counters, now)
-        due = False
         dc_id = target.concentrator_id
-        if job.check_dc_clock and dc_id is not None and clock_state is not None and clock_state.due(now):
-            due = self._claim_clock(dc_id, now)
-        return Prepared(target, reservation, device_id, due)
+        if not (job.check_dc_clock and dc_id is not None and clock_state is not None
+                and clock_state.due(now, self.clock_policy.every) and self._claim_clock(dc_id, now)):
+            return Prepared(target, reservation, device_id)
+        route = target.route
+        if not (isinstance(route, ViaConcentrator) and route.tunnelled):
+            return Prepared(target, reservation, device_id, True)
+        # Gateway mode: the DC only relays this session; its clock is read from its management device.
+        dc = concentrator_facts(connection, route.concentrator_id)
+        if dc is None:
+            return Prepared(target, reservation, device_id)
+        try:
+            clock_target = self.registry.management_target(dc)
+        except RegistryError as exc:
+            logger.info("concentrator %s: clock not read: %s", dc.id, exc)
+            return Prepared(target, reservation, device_id)
+        clock_reservation = UNLIMITED
+        if clock_target.session_security.policy == "hls-gmac":
+            clock_reservation = reserve_for(connection, clock_target.counter_keys, 4, now)
+        return Prepared(target, reservation, device_id, True, clock_target, clock_reservation)
 
     def _claim_clock(self, concentrator_id: str, now: datetime) -> bool:
         claimed = self._clock_claims.get(concentrator_id)
-        if claimed is not None and now - claimed < DEFAULT_CHECK_EVERY:
+        every = self.clock_policy.every
+        if every is None or (claimed is not None and now - claimed < every):
             return False
         if len(self._clock_claims) > 100_000:
             self._clock_claims.clear()
@@ -320,13 +345,19 @@ class Runner:
                                     **extra) as session:
                 out.associated = True
                 try:
-                    if prepared.clock_due:
+                    if prepared.clock_due and prepared.clock_target is None:
                         out.clock = await self._read_dc_clock(session, target, out.observations)
                     out.result = await body(session, out.observations)
                 finally:
                     out.counters_used, out.last_received = session.counters_used, session.last_received
         except _SESSION_ERRORS as exc:
             error = exc
+        if prepared.clock_target is not None and prepared.clock_reservation is not None:
+            if error is None:
+                await self._dc_clock_session(prepared.clock_target, prepared.clock_reservation, out, connect, extra)
+            else:
+                # The session failed: the DC's clock waits for the next contact.
+                self._clock_claims.pop(prepared.clock_target.serial, None)
         if error is not None:
             out.error = error
             out.failure = classify(error, target, associated=out.associated)
@@ -335,6 +366,30 @@ class Runner:
                 # The DC's keys changed without its row saying so: read them again next time.
                 self.registry.forget_concentrator_security(target.concentrator_id or "")
         return out
+
+    async def _dc_clock_session(self, target: MeterTarget, reservation: CounterReservation, out: SessionResult[Any],
+                                connect: LinkFactory | None, extra: Mapping[str, Any]) -> None:
+        """Read the DC's clock in a short session with its management device (after a tunnelled session).
+
+        Whatever fails here is an observation of the DC, never the order's failure: the order was the
+        meter's.
+        """
+        dc = target.serial
+        try:
+            async with open_session(target, reservation, gate=self.gate, pool=self.pool,
+                                    timeouts=self.timeouts_for(target), connect=connect or self.connect,
+                                    **extra) as session:
+                try:
+                    out.clock = await self._read_dc_clock(session, target, out.observations)
+                finally:
+                    last = session.last_received
+                    if last is not None and target.session_security.policy == "hls-gmac":
+                        keys = target.counter_keys
+                        out.clock_received = (keys.received_device, keys.client_sap, last)
+        except _SESSION_ERRORS as exc:
+            logger.info("concentrator %s: clock not read: %s", dc, exc)
+            reason = classify(exc, target, associated=False).reason
+            out.observations.append(f"concentrator {dc} clock not read: {reason}")
 
     async def _read_dc_clock(self, session: MeterSession, target: MeterTarget,
                              observations: Observations) -> ClockCheck | None:
@@ -357,7 +412,7 @@ class Runner:
         if moment is None:
             observations.append(f"concentrator {dc} clock unreadable: {data.tag.name.lower()} {raw!r}")
             return None
-        check = ClockCheck(dc, moment, self.clock(), self.clock_tolerance)
+        check = ClockCheck(dc, moment, self.clock(), self.clock_policy.tolerance)
         note = check.observation()
         if note is not None:
             observations.append(note)
@@ -385,6 +440,8 @@ def settle(connection: Connection, outcomes: Sequence[tuple[SessionResult[Any], 
             contacts.append((dc, contact, now))
         if outcome.clock is not None:
             record_clock(connection, outcome.clock)
+        if outcome.clock_received is not None:
+            received.append((*outcome.clock_received, now))
     if received:
         record_received_many(connection, received)
     if contacts:

@@ -778,6 +778,10 @@ class SimulatedConcentrator:
         self._schedule: asyncio.Task[None] | None = None
         #: Completed read cycles (tests wait on this).
         self.cycles = 0
+        #: TCP connections open on the DC's WAN port now, and the most at once since start (what a
+        #: head-end's per-DC session budget allows: each session holds one connection).
+        self.connections = 0
+        self.peak_connections = 0
 
     # --- set-up ------------------------------------------------------------------------------------
 
@@ -979,10 +983,15 @@ class SimulatedConcentrator:
         """Listen on ``host:port`` (0: a free port) and, with ``schedule``, read the meters every period."""
         if self._server is not None:
             raise ConcentratorError(f"DC {self.config.id} is already started")
-        self._server = await serve_wrapper(self.logical_device, host, port, self.faults)
+        self._server = await serve_wrapper(self.logical_device, host, port, self.faults,
+                                           on_connections=self._count_connections)
         self._log(DcEvent.POWER_UP, self.now())
         if schedule:
             self._schedule = asyncio.create_task(self._run_schedule(), name=f"dc-{self.config.id}-reads")
+
+    def _count_connections(self, open_now: int) -> None:
+        self.connections = open_now
+        self.peak_connections = max(self.peak_connections, open_now)
 
     async def stop(self) -> None:
         """Stop reading, stop listening, drop open connections (their sessions closed)."""

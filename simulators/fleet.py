@@ -141,6 +141,8 @@ class FleetOptions:
     link: Literal["plc", "rf"] = "plc"
     plc_latency: float | None = None
     loss: float | None = None
+    #: Link-layer retransmissions of a lost APDU (None: the preset's, 3).
+    link_retries: int | None = None
     #: Share of DC meters (drawn per meter from the seed) unreachable from the start for ``unreachable_for``.
     unreachable_share: float = 0.0
     unreachable_for: timedelta = timedelta(days=1)
@@ -186,6 +188,8 @@ class FleetOptions:
             raise FleetError(f"latency {self.plc_latency} s cannot be negative")
         if self.loss is not None and not 0.0 <= self.loss <= 1.0:
             raise FleetError(f"loss {self.loss} is not a probability between 0 and 1")
+        if self.link_retries is not None and not 0 <= self.link_retries <= 15:
+            raise FleetError(f"link retries {self.link_retries}: from 0 to 15")
         if not 0.0 <= self.unreachable_share <= 1.0:
             raise FleetError(f"unreachable share {self.unreachable_share} is not between 0 and 1")
         if self.read_period <= 0:
@@ -310,6 +314,8 @@ class Fleet:
             link.jitter = min(link.jitter, o.plc_latency)
         if o.loss is not None:
             link.loss = o.loss
+        if o.link_retries is not None:
+            link.retries = o.link_retries
         return link
 
     def _build(self) -> None:

@@ -48,8 +48,11 @@ class LinkModel:
     """One meter's radio or power-line hop.
 
     The field latency of one APDU of ``size`` bytes is uniform in [latency - jitter, latency + jitter]
-    (never below 0) plus ``size / bytes_per_second``. ``loss`` is the chance that one APDU is lost.
-    ``unreachable`` windows are [start, end) intervals of field time during which nothing passes.
+    (never below 0) plus ``size / bytes_per_second``. ``loss`` is the chance that one transmission of
+    an APDU is lost; the link layer sends it again up to ``retries`` times (G3-PLC's MAC retransmits
+    unacknowledged frames, macMaxFrameRetries; RF meshes do the same), each attempt taking its own
+    latency, so an APDU is lost for the head-end only when every attempt is. ``unreachable`` windows
+    are [start, end) intervals of field time during which nothing passes.
     """
 
     def __init__(
@@ -59,12 +62,14 @@ class LinkModel:
         jitter: float = 0.0,
         loss: float = 0.0,
         bytes_per_second: float | None = None,
+        retries: int = 0,
         seed: int | str = 0,
         name: str = "",
     ) -> None:
         self.latency = latency
         self.jitter = jitter
         self.loss = loss
+        self.retries = retries
         self.bytes_per_second = bytes_per_second
         self._windows: list[tuple[datetime, datetime]] = []
         self._rng = random.Random(f"{seed}:link:{name}")
@@ -73,13 +78,15 @@ class LinkModel:
 
     @classmethod
     def plc(cls, *, seed: int | str = 0, name: str = "") -> LinkModel:
-        """PRIME/G3 power-line: seconds per exchange, a few percent lost, about 2.4 kB/s of payload."""
-        return cls(latency=2.0, jitter=1.0, loss=0.02, bytes_per_second=2400.0, seed=seed, name=name)
+        """PRIME/G3 power-line: seconds per exchange, a few percent of transmissions lost (each retried up to
+        3 times), about 2.4 kB/s of payload."""
+        return cls(latency=2.0, jitter=1.0, loss=0.02, bytes_per_second=2400.0, retries=3, seed=seed, name=name)
 
     @classmethod
     def rf(cls, *, seed: int | str = 0, name: str = "") -> LinkModel:
-        """RF mesh: sub-second per exchange, about 1 % lost, about 12 kB/s of payload."""
-        return cls(latency=0.3, jitter=0.15, loss=0.01, bytes_per_second=12000.0, seed=seed, name=name)
+        """RF mesh: sub-second per exchange, about 1 % of transmissions lost (each retried up to 3 times),
+        about 12 kB/s of payload."""
+        return cls(latency=0.3, jitter=0.15, loss=0.01, bytes_per_second=12000.0, retries=3, seed=seed, name=name)
 
     def validate(self) -> None:
         """Raise ``LinkSettingsError`` for settings out of range (call after changing attributes)."""
@@ -87,6 +94,8 @@ class LinkModel:
             raise LinkSettingsError(f"latency {self.latency} and jitter {self.jitter} cannot be negative")
         if not 0.0 <= self.loss <= 1.0:
             raise LinkSettingsError(f"loss probability {self.loss} is not between 0 and 1")
+        if not isinstance(self.retries, int) or not 0 <= self.retries <= 15:
+            raise LinkSettingsError(f"retries {self.retries} must be a whole number from 0 to 15")
         if self.bytes_per_second is not None and self.bytes_per_second <= 0:
             raise LinkSettingsError(f"bytes_per_second {self.bytes_per_second} must be positive")
 
@@ -145,13 +154,16 @@ class LinkModel:
         if until is not None:
             self.stats.unreachable += 1
             raise LinkLost(f"meter unreachable until {until.isoformat()}", unreachable=True)
-        delay = self.draw_latency(size)
-        lost = self.draw_lost()
-        self.stats.field_seconds += delay
-        await asyncio.sleep(clock.wall_seconds(delay))
-        if lost:
+        for attempt in range(self.retries + 1):
+            delay = self.draw_latency(size)
+            lost = self.draw_lost()
+            self.stats.field_seconds += delay
+            await asyncio.sleep(clock.wall_seconds(delay))
+            if not lost:
+                break
             self.stats.lost += 1
-            raise LinkLost(f"APDU of {size} bytes lost on the link", unreachable=False)
+            if attempt == self.retries:
+                raise LinkLost(f"APDU of {size} bytes lost on the link ({attempt + 1} attempts)", unreachable=False)
         until = self.unreachable_until(clock.now())
         if until is not None:
             # The window opened while the APDU was in flight.

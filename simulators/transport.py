@@ -351,11 +351,13 @@ async def serve_wrapper(
     faults: FaultPlan | None = None,
     *,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    on_connections: Callable[[int], None] | None = None,
 ) -> asyncio.Server:
     """Serve logical devices over the TCP wrapper; ``devices(destination_wport)`` picks the device.
 
     Sessions are opened per (client wPort, destination wPort) with ``open_session(client_wport)``.
-    Read the bound port from ``server.sockets[0].getsockname()[1]``.
+    Read the bound port from ``server.sockets[0].getsockname()[1]``. ``on_connections`` is told the
+    number of open connections whenever it changes.
     """
     injector = FaultInjector(faults) if faults is not None else None
     links: set[_Link] = set()
@@ -363,10 +365,14 @@ async def serve_wrapper(
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = _WrapperLink(devices, reader, writer, injector, idle_timeout)
         links.add(link)
+        if on_connections is not None:
+            on_connections(len(links))
         try:
             await link.run()
         finally:
             links.discard(link)
+            if on_connections is not None:
+                on_connections(len(links))
 
     server = await asyncio.start_server(on_connect, host, port)
     _live[server] = links

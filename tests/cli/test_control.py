@@ -14,7 +14,15 @@ from cli.main import app
 from hes.registry import Registry
 from protocols.cosem import ControlMode, ControlState
 from tests.hes.conftest import database_url, engine, master_key, registry
-from tests.hes.test_commands import DC_METER, P2P_HDLC, P2P_WRAPPER, FieldThread, orders_of, small_field
+from tests.hes.test_commands import (
+    DC_METER,
+    P2P_HDLC,
+    P2P_WRAPPER,
+    PINNED_FIELD_ENV,
+    FieldThread,
+    orders_of,
+    small_field,
+)
 
 __all__ = ["database_url", "engine", "master_key", "registry"]  # fixtures shared with tests/hes
 
@@ -31,7 +39,7 @@ def field(tmp_path: Path, registry: Registry) -> Iterator[FieldThread]:
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     return {"HES_DATABASE_URL": database_url, "HES_DATA_DIR": str(tmp_path / "data"),
-            "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key")}
+            "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key"), **PINNED_FIELD_ENV}
 
 
 def test_disconnect_and_reconnect(field: FieldThread, env: dict[str, str], registry: Registry) -> None:

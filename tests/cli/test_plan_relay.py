@@ -26,7 +26,7 @@ from scheduler.models import Plan
 from scheduler.plans import Plans
 from tests.cli.test_user import users_with_tokens
 from tests.hes.conftest import database_url, engine, master_key, registry
-from tests.hes.test_commands import FieldThread, small_field
+from tests.hes.test_commands import PINNED_FIELD_ENV, FieldThread, small_field
 
 __all__ = ["database_url", "engine", "master_key", "registry"]  # fixtures shared with tests/hes
 
@@ -38,7 +38,7 @@ runner = CliRunner()
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str | None]:
     return {"HES_DATABASE_URL": database_url, "HES_DATA_DIR": str(tmp_path / "data"),
-            "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key"), "HES_TOKEN": None}
+            "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key"), "HES_TOKEN": None, **PINNED_FIELD_ENV}
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from hes.events.models import MqttMessage
 from hes.registry import Registry
 from protocols.cosem import ControlState
 from tests.hes.conftest import database_url, engine, master_key, registry
-from tests.hes.test_commands import DC_METER, P2P_WRAPPER, FieldThread, orders_of, small_field
+from tests.hes.test_commands import DC_METER, P2P_WRAPPER, PINNED_FIELD_ENV, FieldThread, orders_of, small_field
 
 __all__ = ["database_url", "engine", "master_key", "registry"]  # fixtures shared with tests/hes
 
@@ -31,7 +31,7 @@ runner = CliRunner()
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str | None]:
     return {"HES_DATABASE_URL": database_url, "HES_DATA_DIR": str(tmp_path / "data"),
-            "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key"), "HES_TOKEN": None}
+            "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key"), "HES_TOKEN": None, **PINNED_FIELD_ENV}
 
 
 @pytest.fixture

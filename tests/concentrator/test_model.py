@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from concentrator.budget import BudgetError, SessionBudget
-from concentrator.clock import ClockCheck, ClockError, ClockState
+from concentrator.clock import ClockCheck, ClockError, ClockPolicy, ClockState
 from concentrator.keys import concentrated_keys, logical_device_key, management_keys, meter_keys
 from concentrator.links import DeadlineError, Deadlines
 
@@ -70,3 +70,12 @@ def test_the_dc_clock() -> None:
     state = state.after(check)
     assert state == ClockState(hes, 75.0)
     assert not state.due(hes + timedelta(minutes=59)) and state.due(hes + timedelta(hours=1))
+    assert state.due(hes + timedelta(seconds=1), timedelta(0))
+
+
+def test_the_clock_policy_and_its_settings() -> None:
+    assert ClockPolicy().tolerance == 10.0 and ClockPolicy().every == timedelta(hours=1)
+    with pytest.raises(ClockError):
+        ClockPolicy(tolerance=-1)
+    with pytest.raises(ClockError):
+        ClockPolicy(every=timedelta(seconds=-1))

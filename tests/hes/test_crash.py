@@ -30,7 +30,7 @@ from hes.registry import Registry
 from hes.session import Timeouts, open_session
 from protocols.cosem import ControlState
 from protocols.errors import SecurityError
-from tests.hes.test_commands import DC_METER, FieldThread, orders_of, small_field
+from tests.hes.test_commands import DC_METER, PINNED_FIELD_ENV, FieldThread, orders_of, small_field
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_a_command_killed_before_storage_reuses_no_counter(
     options = small_field(counters=counters_file)
     manifest = tmp_path / "fleet.json"
     env = {**os.environ, "HES_DATABASE_URL": database_url, "HES_DATA_DIR": str(tmp_path / "data"),
-           "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key")}
+           "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key"), **PINNED_FIELD_ENV}
     # the registry fixture's master key is that file: the subprocess decrypts the same keys
     assert (tmp_path / "data" / "master.key").exists()
 
@@ -111,7 +111,7 @@ def test_a_read_killed_before_storage_reuses_no_counter_and_stores_once(
     options = small_field(counters=counters_file)
     manifest = tmp_path / "fleet.json"
     env = {**os.environ, "HES_DATABASE_URL": database_url, "HES_DATA_DIR": str(tmp_path / "data"),
-           "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key")}
+           "HES_MASTER_KEY_FILE": str(tmp_path / "data" / "master.key"), **PINNED_FIELD_ENV}
     read = ["read", DC_METER, "--what", "registers", "--json", "--timeout", "5", "--clock-tolerance", "1000000000"]
 
     with FieldThread(options) as field:

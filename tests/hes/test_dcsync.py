@@ -16,7 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from concentrator.clock import ClockPolicy
 from hes.commands import Commands
+from hes.config import ConfigError, load_settings
 from hes.db.models import utcnow
 from hes.dcsync import SyncResult, claim_due, sync_concentrator
 from hes.reads import read_meter
@@ -125,6 +127,32 @@ def test_a_dc_clock_beyond_the_tolerance_is_a_warning_until_it_is_set(registry: 
     assert sync(registry, field).state == "EXE"
 
 
+def test_a_meter_read_through_the_dc_reads_its_clock_when_due(registry: Registry, field: FieldThread) -> None:
+    field.fleet.concentrators[DC].set_clock_offset(-40.0)
+    now = field.fleet.clock.now
+
+    def read(policy: ClockPolicy) -> tuple[str, list[str]]:
+        runner = OrderRunner(registry, requested_by="tester", timeouts=FAST, clock=now, clock_policy=policy)
+        result = run(read_meter(registry, "SIM000100001", "clock", requested_by="tester", runner=runner))
+        return result.state, result.observations  # type: ignore[attr-defined]
+
+    state, observations = read(ClockPolicy())  # never read: due at the first contact
+    assert state == "WARN" and any(o.startswith(f"concentrator {DC} clock off by -40 s") for o in observations)
+    checked = registry.show_concentrator(DC).clock_checked_at
+    assert checked is not None and registry.show_concentrator(DC).clock_deviation == pytest.approx(-40.0, abs=1)
+    state, observations = read(ClockPolicy())  # read within the hour: not again
+    assert state == "EXE" and not any("clock off" in o for o in observations)
+    assert registry.show_concentrator(DC).clock_checked_at == checked
+    field.fleet.concentrators[DC].set_clock_offset(-20.0)
+    state, observations = read(ClockPolicy())
+    assert registry.show_concentrator(DC).clock_deviation == pytest.approx(-40.0, abs=1)  # not read again
+    state, observations = read(ClockPolicy(tolerance=30.0, every=timedelta(0)))  # at every contact
+    assert state == "EXE" and registry.show_concentrator(DC).clock_deviation == pytest.approx(-20.0, abs=1)
+    field.fleet.concentrators[DC].set_clock_offset(-90.0)
+    state, observations = read(ClockPolicy(every=None))  # off: only a sync or a clock sync reads it
+    assert state == "EXE" and registry.show_concentrator(DC).clock_deviation == pytest.approx(-20.0, abs=1)
+
+
 def test_the_daemon_claims_each_dc_once_a_day(registry: Registry, field: FieldThread) -> None:
     now = utcnow()
     assert claim_due(registry.engine, now, 86400) == [DC]
@@ -154,3 +182,14 @@ def test_the_command_line(registry: Registry, field: FieldThread, database_url: 
                           (["concentrator", "clock", "sync", "DC9"], "no concentrator 'DC9'")):
         bad = runner.invoke(app, args, env=env)
         assert bad.exit_code == 2 and len(bad.stderr.splitlines()) == 1 and message in bad.stderr, bad.output
+
+
+def test_the_dc_clock_settings() -> None:
+    settings = load_settings({"HES_CONCENTRATOR_CLOCK_TOLERANCE": "30", "HES_CONCENTRATOR_CLOCK_EVERY": "0"})
+    assert settings.dc_clock == ClockPolicy(30.0, timedelta(0))
+    assert load_settings({}).dc_clock == ClockPolicy()
+    assert load_settings({"HES_CONCENTRATOR_CLOCK_EVERY": "Off"}).dc_clock == ClockPolicy(every=None)
+    for name, value in (("HES_CONCENTRATOR_CLOCK_TOLERANCE", "-5"), ("HES_CONCENTRATOR_CLOCK_TOLERANCE", "soon"),
+                        ("HES_CONCENTRATOR_CLOCK_EVERY", "-1"), ("HES_CONCENTRATOR_CLOCK_EVERY", "nan")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: value})

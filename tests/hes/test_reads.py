@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from concentrator.links import DEFAULT_DEADLINES, Deadlines
 from concentrator.reachability import DEFAULT_RECHECK_AFTER
 from hes.db.counters import counter_state
 from hes.db.models import AssetEvent, AuditEntry, Concentrator, EventRecord, IntervalValue, Order, RegisterReading
 from hes.model import ViaConcentrator
 from hes.reads import ReadRequestError, ReadResult, read_meter, received_device
 from hes.registry import Registry
+from hes.runner import OrderRunner
 from hes.session import Timeouts
 from simulators.clock import FieldClock
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at, voltage_at
@@ -373,3 +375,37 @@ def test_concentrated_reads_of_meters_in_turn_through_one_dc(registry: Registry,
                 assert {(v.time, v.obis): v.value for v in result.values} == expected_profile(serial)
 
     run(body)
+
+
+# --- the default field and the default deadlines ---------------------------------------------------------------
+
+
+def test_a_day_of_profile_through_a_dc_of_the_default_field_with_the_default_deadlines_is_exe(
+        registry: Registry, tmp_path: Path) -> None:
+    """The simulated PLC as it ships (2 s +- 1 s per APDU, 2 % of transmissions lost, 3 link retries)
+    and the head-end's default PLC deadline, both sped up ten times (field time runs at 10x, each
+    deadline is a tenth): a day of profile through the DC's gateway is EXE, each value the meter's."""
+    scale = 10.0
+    deadlines = Deadlines(plc=DEFAULT_DEADLINES.plc / scale, rf=DEFAULT_DEADLINES.rf / scale,
+                          ip=DEFAULT_DEADLINES.ip / scale)
+    options = FleetOptions(concentrators=1, meters_per_dc=3, p2p=0, seed=SEED, schedule=False)
+    fleet = Fleet(options, clock=FieldClock(DEFAULT_EPOCH, scale))
+    link = fleet.link(DC_METER)
+    assert (link.latency, link.jitter, link.loss, link.retries) == (2.0, 1.0, 0.02, 3)
+
+    async def body() -> None:
+        async with fleet:
+            fleet.write_manifest(tmp_path / "fleet.json")
+            registry.import_manifest(tmp_path / "fleet.json", who="test")
+            runner = OrderRunner(registry, requested_by="tester", deadlines=deadlines, clock=fleet.clock.now)
+            for serial in (DC_METER, DC_PLAIN):
+                started = fleet.clock.now()
+                result = await read_meter(registry, serial, "profile", start=DAY_START, end=DAY_END,
+                                          requested_by="tester", runner=runner)
+                took = (fleet.clock.now() - started).total_seconds()
+                assert result.state == "EXE", (serial, result.reason, result.observations, took)
+                assert {(v.time, v.obis): v.value for v in result.values} == expected_profile(serial)
+                # It took as long as a real gateway read does (tens of field seconds), not a frozen field's instant.
+                assert took > 15.0, took
+
+    run(body, limit=60.0)

@@ -80,6 +80,33 @@ def test_loss_rate_is_the_configured_probability() -> None:
     run(body)
 
 
+def test_the_link_layer_retries_a_lost_transmission() -> None:
+    clock = FieldClock(EPOCH, scale=0.0)
+    link = LinkModel(latency=1.0, loss=0.3, retries=2, seed=4, name="m")
+
+    async def body() -> None:
+        lost = 0
+        for _ in range(3000):
+            try:
+                await link.carry(clock, 20)
+            except LinkLost as exc:
+                assert "3 attempts" in str(exc)
+                lost += 1
+        # An APDU is lost only when all three transmissions are: 0.3 ** 3 = 2.7 %.
+        assert 45 < lost < 120
+        assert link.stats.carried == 3000 - lost
+        # Every lost transmission is counted, and each took its latency.
+        assert link.stats.lost > 3 * lost
+        assert link.stats.field_seconds == pytest.approx(link.stats.carried + link.stats.lost)
+
+    run(body)
+    presets = (LinkModel.plc(), LinkModel.rf())
+    assert [p.retries for p in presets] == [3, 3]
+    for bad in (-1, 16):
+        with pytest.raises(LinkSettingsError):
+            LinkModel(latency=1.0, retries=bad)
+
+
 def test_lost_apdu_is_known_only_after_its_time_in_flight() -> None:
     clock = FieldClock(EPOCH, scale=10.0)
     link = LinkModel(latency=1.0, loss=1.0, seed=0, name="m")

@@ -63,7 +63,7 @@ def show(
         print(json.dumps(info.to_json()))
         return
     for name, value in info.to_json().items():
-        print(f"{name:<14} {'-' if value is None else value}")
+        print(f"{name:<20} {'-' if value is None else value}")
 
 
 @app.command("events")

@@ -167,12 +167,14 @@ def decommission(
 @app.command("commission")
 def commission(
     serial: Annotated[str, typer.Argument(help="The meter's serial (discovered in a DC's table, or installed).")],
-    security: Annotated[str, typer.Option("--security", help="none, lls or hls-gmac.")] = "none",
+    security: Annotated[str | None, typer.Option(
+        "--security", help="none, lls or hls-gmac (default: its device type's policy, else none).")] = None,
     password: Annotated[str | None, typer.Option("--password", help="LLS password.")] = None,
     system_title: Annotated[str | None, typer.Option("--system-title", help="Meter system title, hex.")] = None,
     ek: Annotated[str | None, typer.Option("--ek", help="Global unicast encryption key, hex.")] = None,
     ak: Annotated[str | None, typer.Option("--ak", help="Authentication key, hex.")] = None,
-    client_sap: Annotated[int | None, typer.Option("--client-sap", help="Our client SAP (default: kept).")] = None,
+    client_sap: Annotated[int | None, typer.Option(
+        "--client-sap", help="Our client SAP (default: its device type's, else kept).")] = None,
     device_type: Annotated[str | None, typer.Option(
         "--device-type", help="Its device type (default: found by make, model and firmware).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -180,9 +182,10 @@ def commission(
     """Put a discovered meter in service with its keys (stored encrypted, never printed): it is read from now on."""
 
     def act() -> MeterInfo:
-        sec = _security(security, password, system_title, ek, ak)
         registry = open_registry()
         require("registry", registry.engine, f"meter commission {serial}", group="meter")
+        policy = security or registry.default_policy(serial, device_type) or "none"
+        sec = _security(policy, password, system_title, ek, ak)
         return registry.commission(serial, sec, client_sap=client_sap, device_type=device_type, who=who())
 
     info = run_or_exit("meter", act)

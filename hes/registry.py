@@ -34,6 +34,7 @@ from hes.devicetypes import (
     Catalogue,
     DeviceType,
     DeviceTypeError,
+    cached_catalogue,
     catalogue,
     forget_catalogue,
     read_device_type,
@@ -473,10 +474,14 @@ class Registry:
                 raise RegistryError(f"meter {serial!r} is {meter.state}: only a discovered or installed meter is "
                                     "commissioned")
             meter.state, meter.commissioning_date, meter.updated_at = "commissioned", now.date(), now
-            if client_sap is not None:
-                meter.client_sap = client_sap
             if device_type is not None:
                 meter.device_type = device_type
+            if client_sap is None:
+                # The client SAP its type's meters expect, when the type says (a discovered meter has the default).
+                kind = self.device_types().for_meter(meter.device_type, meter.make, meter.model, meter.firmware)
+                client_sap = kind.client_sap
+            if client_sap is not None:
+                meter.client_sap = client_sap
             self._seal(meter, "meter", serial, security)
             record_asset_event(session, meter.id, "commissioned", f"security {security.policy}", when=now)
             record_audit(session, who, f"meter commission {serial} {security.policy}", "OK", when=now)
@@ -561,13 +566,16 @@ class Registry:
             ak=key.decrypt_optional(ak, secret_aad(kind, ident, "ak")),
         )
 
-    def target(self, facts: MeterFacts, *, mode: ReadMode = "gateway") -> MeterTarget:
+    def target(self, facts: MeterFacts, *, mode: ReadMode = "gateway",
+               device_type: DeviceType | None = None) -> MeterTarget:
         """How to reach and authenticate the meter of ``facts`` (``hes.db.devices``), keys decrypted.
 
         A concentrated read associates with the DC's logical device with the DC's security: the
-        meter's own keys are not used then, nor decrypted.
+        meter's own keys are not used then, nor decrypted. ``device_type``: the meter's, when the
+        caller already has it (``device_type_of(facts)``).
         """
         serial = facts.serial
+        kind = device_type or self.device_type_of(facts)
         dc = facts.concentrator
         if facts.concentrator_id is not None:
             if dc is None or facts.logical_device is None or facts.dc_physical_address is None:
@@ -581,7 +589,7 @@ class Registry:
                 network_id=dc.network_id, physical_address=facts.dc_physical_address, mode=mode,
                 medium=cast(Medium, dc.medium), response_deadline=dc.response_deadline)
             return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap,
-                               device_type=self.device_type_of(facts))
+                               device_type=kind)
         if (facts.host is None or facts.port is None) and facts.serial_device is None:
             raise RegistryError(f"meter {serial!r} has neither a concentrator nor an address")
         security = self._open_secrets("meter", serial, facts.security_policy, facts.system_title, facts.password_enc,
@@ -591,14 +599,27 @@ class Registry:
             client_sap=facts.client_sap, server_sap=facts.server_sap or 1,
             physical_address=facts.hdlc_physical_address, serial_device=facts.serial_device)
         return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap,
-                           device_type=self.device_type_of(facts))
+                           device_type=kind)
 
     # --- device types ----------------------------------------------------------------------------------
 
     def device_types(self) -> Catalogue:
         """The shipped and added device types (``hes.devicetypes.catalogue``: read again every minute)."""
+        fresh = cached_catalogue(self.engine)
+        if fresh is not None:
+            return fresh
         with storage_errors(self.engine):
             return catalogue(self.engine)
+
+    def default_policy(self, serial: str, device_type: str | None = None) -> str | None:
+        """The security policy the meter's device type (or ``device_type``) gives its meters, if it says."""
+        with self._session() as session:
+            meter = self._meter(session, serial)
+            name, make, model, firmware = device_type or meter.device_type, meter.make, meter.model, meter.firmware
+        try:
+            return self.device_types().for_meter(name, make, model, firmware).security_policy
+        except DeviceTypeError as exc:
+            raise RegistryError(str(exc)) from None
 
     def device_type_of(self, facts: MeterFacts) -> DeviceType:
         """A meter's device type: by its name, else by its make, model and firmware, else the default type."""

@@ -42,6 +42,7 @@ from hes.db.devices import ConcentratorFacts, MeterFacts, concentrator_facts, me
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Order, utcnow
 from hes.db.orders import create_order, finish_order, record_audit, start_order
+from hes.devicetypes import DeviceType
 from hes.errors import FAILURES, HesError
 from hes.failures import Failure, classify, refusal
 from hes.model import CounterReservation, ManagementRoute, MeterTarget, ViaConcentrator
@@ -268,15 +269,16 @@ class Runner:
         return facts
 
     def reserve(self, connection: Connection, job: Job[Any], facts: MeterFacts | ConcentratorFacts, now: datetime,
-                *, counters: int | None = None) -> Prepared:
-        """The target and its invocation counters (``counters``, default the job's), reserved on ``connection``."""
+                *, counters: int | None = None, device_type: DeviceType | None = None) -> Prepared:
+        """The target and its invocation counters (``counters``, default the job's), reserved on ``connection``
+        (``device_type``: the meter's, when the caller has it already)."""
         if isinstance(facts, ConcentratorFacts):
             target = self.registry.management_target(facts)
             device_id = 0
             clock_state: ClockState | None = facts.clock
         else:
             try:
-                target = self.registry.target(facts, mode=job.mode)
+                target = self.registry.target(facts, mode=job.mode, device_type=device_type)
             except RegistryError as exc:
                 raise Refused(str(exc)) from None
             device_id = facts.id

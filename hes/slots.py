@@ -20,10 +20,9 @@ used from the next loop (a command line that runs ``asyncio.run`` once per order
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 from concentrator.budget import SessionBudget
@@ -55,14 +54,17 @@ class _Slots:
             self._loop = loop
         return loop
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold one slot of ``key`` for the body (waits, first come first served, while none is free)."""
+    def hold(self, key: str) -> _Hold:
+        """Hold one slot of ``key`` for the body of ``async with`` (waits, first come first served, while none is
+        free)."""
+        return _Hold(self, key)
+
+    async def acquire(self, key: str) -> Ticket:
+        """Take one slot of ``key`` (waiting while none is free); what ``release`` needs to give it back."""
         held = self._held.get()
         if key in held:
             if self._reentrant:
-                yield
-                return
+                return None
             raise RuntimeError(f"{self._name}: {key} is already held by this task")
         loop = self._bind()
         token = next(_tokens)
@@ -76,12 +78,14 @@ class _Slots:
                 raise
             finally:
                 self._waiters.pop(token, None)
-        marker = self._held.set(held | {key})
-        try:
-            yield
-        finally:
-            self._held.reset(marker)
-            self._give_back(key)
+        return self._held.set(held | {key})
+
+    def release(self, key: str, ticket: Ticket) -> None:
+        """Give back what ``acquire`` took (nothing when it found the slot already held by this task)."""
+        if ticket is None:
+            return
+        self._held.reset(ticket)
+        self._give_back(key)
 
     def _give_back(self, key: str) -> None:
         granted = self._table.give_back(key)
@@ -125,17 +129,61 @@ class Gate:
     slots: ConcentratorSlots = field(default_factory=ConcentratorSlots)
     locks: DeviceLocks = field(default_factory=DeviceLocks)
 
-    @contextlib.asynccontextmanager
-    async def enter(self, device: str, concentrator_id: str | None) -> AsyncIterator[None]:
-        """Through a DC, a slot of the DC's budget, then the device's lock.
+    def enter(self, device: str, concentrator_id: str | None) -> _Entry:
+        """``async with``: through a DC, a slot of the DC's budget, then the device's lock.
 
         Always in that order, whoever asks: the plan engine holds a DC slot for a unit of work before
         the unit's session asks for its device's lock, so a session that took a device's lock first
         and then waited for a DC slot could wait for ever on a unit waiting for that very lock.
         """
-        if concentrator_id is None:
-            async with self.locks.hold(device):
-                yield
-            return
-        async with self.slots.hold(concentrator_id), self.locks.hold(device):
-            yield
+        return _Entry(self, device, concentrator_id)
+
+
+#: What ``acquire`` hands to ``release``: the context variable's token, or None for a re-entrant hold.
+Ticket = Token[frozenset[str]] | None
+
+
+class _Hold:
+    """``async with slots.hold(key)``: a class, not a generator context manager (one per session, on the hot path)."""
+
+    __slots__ = ("_key", "_slots", "_ticket")
+
+    def __init__(self, slots: _Slots, key: str) -> None:
+        self._slots, self._key = slots, key
+        self._ticket: Ticket = None
+
+    async def __aenter__(self) -> None:
+        self._ticket = await self._slots.acquire(self._key)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release(self._key, self._ticket)
+
+
+class _Entry:
+    """``async with gate.enter(device, dc)``: the DC's slot, then the device's lock; given back in reverse."""
+
+    __slots__ = ("_dc", "_dc_ticket", "_device", "_device_ticket", "_gate")
+
+    def __init__(self, gate: Gate, device: str, concentrator_id: str | None) -> None:
+        self._gate, self._device, self._dc = gate, device, concentrator_id
+        self._dc_ticket: Ticket = None
+        self._device_ticket: Ticket = None
+
+    async def __aenter__(self) -> None:
+        gate = self._gate
+        if self._dc is not None:
+            self._dc_ticket = await gate.slots.acquire(self._dc)
+        try:
+            self._device_ticket = await gate.locks.acquire(self._device)
+        except BaseException:
+            if self._dc is not None:
+                gate.slots.release(self._dc, self._dc_ticket)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        gate = self._gate
+        try:
+            gate.locks.release(self._device, self._device_ticket)
+        finally:
+            if self._dc is not None:
+                gate.slots.release(self._dc, self._dc_ticket)

@@ -128,8 +128,8 @@ def upsert_watermarks(connection: Connection, rows: Sequence[tuple[int, str, dat
 
 def record_reached(connection: Connection, rows: Sequence[tuple[int, datetime]]) -> None:
     """Meters that gave new data at these times: reachable, their misses reset."""
-    run_many(connection, _REACHED_SQL, [(meter, True, to_db(connection, at), to_db(connection, at))
-                                        for meter, at in rows])
+    stamped = [(meter, to_db(connection, at)) for meter, at in rows]
+    run_many(connection, _REACHED_SQL, [(meter, True, at, at) for meter, at in stamped])
 
 
 def record_misses(connection: Connection, rows: Sequence[tuple[int, datetime, str]]) -> None:

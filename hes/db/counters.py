@@ -59,6 +59,11 @@ _RECEIVED_SQL = (
     "OR invocation_counters.last_received < excluded.last_received"
 )
 _STATE_SQL = "SELECT next_counter, last_received FROM invocation_counters WHERE device = ? AND client_sap = ?"
+# A DC's logical device: the DC's sequence moved and the logical device's replay floor read, in one statement.
+_RESERVE_SHARED_SQL = _RESERVE_SQL.replace(
+    "RETURNING next_counter, last_received",
+    "RETURNING next_counter, (SELECT floor.last_received FROM invocation_counters AS floor "
+    "WHERE floor.device = ? AND floor.client_sap = ?)")
 
 
 class CounterExhausted(HesError):
@@ -66,16 +71,20 @@ class CounterExhausted(HesError):
 
 
 def reserve(connection: Connection, device: str, client_sap: int, count: int, at: datetime, *,
-            minimum: int = 1) -> CounterReservation:
+            minimum: int = 1, floor_of: str | None = None) -> CounterReservation:
     """Reserve ``count`` counters of (device, client SAP) in the caller's transaction (it must commit before use).
 
     ``minimum`` skips forward when the caller learned the device is further on (e.g. from its
-    security setup object). ``last_received`` is that device's replay floor.
+    security setup object). ``last_received`` is that device's replay floor, or ``floor_of``'s
+    (the device answering on this sequence, e.g. a DC's logical device) when given.
     """
     if count < 1:
         raise ValueError(f"cannot reserve {count} counters")
-    limit, last = run(connection, _RESERVE_SQL, (device, client_sap, minimum + count, to_db(connection, at), minimum,
-                                                 minimum, count)).fetchone()
+    values: tuple[Any, ...] = (device, client_sap, minimum + count, to_db(connection, at), minimum, minimum, count)
+    if floor_of is None:
+        limit, last = run(connection, _RESERVE_SQL, values).fetchone()
+    else:
+        limit, last = run(connection, _RESERVE_SHARED_SQL, (*values, floor_of, client_sap)).fetchone()
     if int(limit) > COUNTER_LIMIT:
         run(connection, _UNRESERVE_SQL, (count, device, client_sap))
         raise CounterExhausted(f"invocation counters of {device} (client SAP {client_sap}) are used up: rekey it")
@@ -86,12 +95,8 @@ def reserve(connection: Connection, device: str, client_sap: int, count: int, at
 def reserve_for(connection: Connection, keys: CounterKeys, count: int, at: datetime) -> CounterReservation:
     """Counters for a session by its ``CounterKeys``: from the sequence sent, with the replay floor of the device
     received from (a DC's logical device keeps its own)."""
-    reservation = reserve(connection, keys.sent_device, keys.client_sap, count, at)
-    if keys.shared_sequence:
-        row = run(connection, _STATE_SQL, (keys.received_device, keys.client_sap)).fetchone()
-        last = None if row is None or row[1] is None else int(row[1])
-        reservation = CounterReservation(reservation.start, reservation.limit, last)
-    return reservation
+    return reserve(connection, keys.sent_device, keys.client_sap, count, at,
+                   floor_of=keys.received_device if keys.shared_sequence else None)
 
 
 def _connection(bind: Session) -> Connection:

@@ -113,12 +113,30 @@ def meter_facts(connection: Connection, serial: str) -> MeterFacts | None:
     (ident, serial_, state, decommissioned, dc_id, logical_device, physical, host, port, interface, server_sap,
      hdlc_address, serial_device, client_sap, policy, title, password, ek, ak, device_type, created, make, model,
      firmware, c_id) = row[:25]
-    concentrator = None if c_id is None else _concentrator(row[24:])
+    concentrator = None if c_id is None else _concentrator_cached(row[24:])
     return MeterFacts(
         int(ident), str(serial_), str(state), from_db_date(decommissioned), dc_id, _int(logical_device),
         _bytes(physical), host, _int(port), interface, _int(server_sap), _int(hdlc_address), serial_device,
         int(client_sap), str(policy), _bytes(title), _bytes(password), _bytes(ek), _bytes(ak), device_type,
         from_db(created), make, model, firmware, concentrator)
+
+
+#: A DC's facts by its stored row: a pass reads the same DC row for each of its hundreds of meters.
+_DC_FACTS: dict[tuple[Any, ...], ConcentratorFacts] = {}
+_DC_FACTS_KEPT = 4096
+
+
+def _concentrator_cached(row: Any) -> ConcentratorFacts:
+    key = tuple(row)
+    try:
+        found = _DC_FACTS.get(key)
+    except TypeError:  # a driver's value that cannot be a key (none of ours): no cache
+        return _concentrator(key)
+    if found is None:
+        if len(_DC_FACTS) >= _DC_FACTS_KEPT:
+            _DC_FACTS.clear()
+        found = _DC_FACTS[key] = _concentrator(key)
+    return found
 
 
 def _concentrator(row: Any) -> ConcentratorFacts:

@@ -13,20 +13,19 @@ the same connection, inside the caller's transaction; without listeners the plai
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from hes.db import stored
 from hes.db.models import EventRecord, IntervalValue, Meter, RegisterReading
+from hes.db.sql import driver_errors
 
 __all__ = [
     "EventRow",
@@ -193,7 +192,7 @@ def _copy_in(connection: Connection, table: Table, rows: list[tuple[Any, ...]]) 
     cursor = raw.cursor()
     names = ", ".join(column.name for column in table.columns)
     statement = f"COPY {staged} ({names}) FROM STDIN (FORMAT BINARY)"
-    with _driver_errors(connection, statement):
+    with driver_errors(connection, statement):
         # Every time: a temporary table made in a transaction that was rolled back is gone again.
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} (LIKE {table.name}) ON COMMIT DELETE ROWS")
         with cursor.copy(statement) as copy:
@@ -216,7 +215,7 @@ def _insert_staged(connection: Connection, table: Table, rows: list[tuple[Any, .
     statement = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staged} ON CONFLICT ({key}) DO NOTHING"
                  + (f" RETURNING {key}" if returning else ""))
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    with _driver_errors(connection, statement):
+    with driver_errors(connection, statement):
         cursor.execute(statement)
         count = int(cursor.rowcount)
         keys = [tuple(row) for row in cursor.fetchall()] if returning else []
@@ -226,16 +225,6 @@ def _insert_staged(connection: Connection, table: Table, rows: list[tuple[Any, .
 
 #: SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER, 32766 since 3.32).
 _SQLITE_MAX_PARAMETERS = 32766
-
-
-@contextlib.contextmanager
-def _driver_errors(connection: Connection, statement: str) -> Iterator[None]:
-    """Driver errors of raw-cursor work as SQLAlchemy's (so ``storage_errors`` gives its one line, as for the rest)."""
-    dbapi = connection.dialect.loaded_dbapi
-    try:
-        yield
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
 
 def _all_new_sqlite(connection: Connection, table: Table, rows: list[tuple[Any, ...]]) -> bool:
@@ -259,7 +248,7 @@ def _all_new_sqlite(connection: Connection, table: Table, rows: list[tuple[Any, 
         # A savepoint outside a transaction would be one, committed on release: open the caller's first.
         cursor.execute("BEGIN")
     statement = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING"
-    with _driver_errors(connection, statement):
+    with driver_errors(connection, statement):
         cursor.execute("SAVEPOINT hes_insert_new")
         try:
             cursor.executemany(statement, rows)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["from_db", "from_db_date", "run", "run_many", "to_db"]
+__all__ = ["driver_errors", "from_db", "from_db_date", "run", "run_many", "to_db"]
 
 _PLACEHOLDERS: dict[tuple[str, str], str] = {}
 
@@ -33,7 +33,8 @@ def _statement(connection: Connection, statement: str) -> str:
 
 
 @contextlib.contextmanager
-def _driver_errors(connection: Connection, statement: str) -> Iterator[None]:
+def driver_errors(connection: Connection, statement: str) -> Iterator[None]:
+    """Driver errors of raw-cursor work as SQLAlchemy's (so ``storage_errors`` gives its one line, as for the rest)."""
     dbapi = connection.dialect.loaded_dbapi
     try:
         yield
@@ -45,8 +46,10 @@ def run(connection: Connection, statement: str, parameters: Sequence[Any] = ()) 
     """Run ``statement`` inside the connection's transaction; the DBAPI cursor, to fetch from."""
     sql = _statement(connection, statement)
     cursor = connection.connection.cursor()
-    with _driver_errors(connection, sql):
+    try:
         cursor.execute(sql, tuple(parameters))
+    except connection.dialect.loaded_dbapi.Error as exc:  # driver_errors, inlined
+        raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error) from exc
     return cursor
 
 
@@ -55,8 +58,13 @@ def run_many(connection: Connection, statement: str, rows: Sequence[Sequence[Any
     if not rows:
         return
     sql = _statement(connection, statement)
-    with _driver_errors(connection, sql):
+    with driver_errors(connection, sql):
         connection.connection.cursor().executemany(sql, [tuple(row) for row in rows])
+
+
+#: SQLite's text of recent instants: a batch stores the same few instants (its "now", interval ends) many times.
+_SQLITE_TEXT: dict[datetime, str] = {}
+_SQLITE_TEXT_KEPT = 8192
 
 
 def to_db(connection: Connection, moment: datetime | None) -> Any:
@@ -65,8 +73,14 @@ def to_db(connection: Connection, moment: datetime | None) -> Any:
         return None
     if moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment.isoformat()} given for a UTC column")
-    utc = moment.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat(" ", "microseconds") if connection.dialect.name == "sqlite" else utc
+    if connection.dialect.name != "sqlite":
+        return moment.astimezone(UTC)
+    text = _SQLITE_TEXT.get(moment)  # equal instants hash equal whatever their zone
+    if text is None:
+        if len(_SQLITE_TEXT) >= _SQLITE_TEXT_KEPT:
+            _SQLITE_TEXT.clear()
+        text = _SQLITE_TEXT[moment] = moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return text
 
 
 def from_db(value: Any) -> datetime | None:

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,6 +44,7 @@ __all__ = [
     "CATALOGUE_TTL",
     "Catalogue",
     "DeviceType",
+    "cached_catalogue",
     "catalogue",
     "default_type",
     "forget_catalogue",
@@ -407,12 +409,13 @@ class Catalogue:
 #: process is seen within that time; one added by this process at once).
 CATALOGUE_TTL = 60.0
 _catalogues: dict[str, tuple[float, Catalogue]] = {}
+_keys: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def catalogue(bind: Engine | Connection | Session) -> Catalogue:
     """The shipped and added types of the database ``bind`` is on (cached per database for ``CATALOGUE_TTL``)."""
     engine = bind.get_bind() if isinstance(bind, Session) else bind
-    key = engine.engine.url.render_as_string(hide_password=False)
+    key = _database_key(engine.engine)
     now = time.monotonic()
     cached = _catalogues.get(key)
     if cached is None or now - cached[0] >= CATALOGUE_TTL:
@@ -425,9 +428,25 @@ def catalogue(bind: Engine | Connection | Session) -> Catalogue:
     return cached[1]
 
 
+def cached_catalogue(engine: Engine) -> Catalogue | None:
+    """The catalogue of ``engine``'s database when one is cached and fresh (no database work), else None."""
+    cached = _catalogues.get(_database_key(engine))
+    if cached is None or time.monotonic() - cached[0] >= CATALOGUE_TTL:
+        return None
+    return cached[1]
+
+
+def _database_key(engine: Engine) -> str:
+    """The database an engine is on (engines of one database share its catalogue); rendered once per engine."""
+    key = _keys.get(engine)
+    if key is None:
+        key = _keys[engine] = engine.url.render_as_string(hide_password=False)
+    return key
+
+
 def forget_catalogue(bind: Engine | Connection) -> None:
     """Read the database's types again at the next use (this process added or replaced one)."""
-    _catalogues.pop(bind.engine.url.render_as_string(hide_password=False), None)
+    _catalogues.pop(_database_key(bind.engine), None)
 
 
 def stored_device_types(session: Session) -> list[DeviceType]:

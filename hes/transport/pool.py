@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_IDLE", "DEFAULT_PER_PEER", "LinkPool"]
 
 logger = logging.getLogger(__name__)
 
-#: Idle streams kept per peer: above a DC's session budget (``ConcentratorLimits``, 4 by default).
+#: Idle streams kept per peer: at least a DC's usual session budget (``concentrator.budget``, 4 by default).
 DEFAULT_PER_PEER = 8
 #: Seconds a stream may wait unused. Short: within a pass sessions follow each other in milliseconds,
 #: and a DC that closes idle connections itself makes an older stream cost a failed first exchange.
@@ -37,7 +37,7 @@ class LinkPool:
     go. After ``aclose`` the pool keeps nothing: ``open`` connects, ``give_back`` closes (sessions
     still running when their worker stops end normally).
 
-    Bound to the loop that first uses it, like ``hes.session.ConcentratorLimits``: one object per
+    Bound to the loop that first uses it, like ``hes.slots.Gate``: one object per
     event loop, shared by the sessions of that loop; not thread-safe. ``opened``, ``reused`` and
     ``discarded`` (streams the pool closed instead of handing them out: broken or expired while
     idle, over ``per_peer``, found closed by the peer, at ``aclose``) are for operators and tests.

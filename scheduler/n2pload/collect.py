@@ -131,7 +131,8 @@ def _prepare_in(connection: Connection, request: _PrepareRequest) -> _Prepared:
     count = budget(plans, kinds)
     if not count:
         return _Prepared(kinds, plans, None)
-    return _Prepared(kinds, plans, runner.reserve(connection, job, facts, request.now, counters=count))
+    return _Prepared(kinds, plans, runner.reserve(connection, job, facts, request.now, counters=count,
+                                                  device_type=device_type))
 
 
 def _prepare_work(connection: Connection, requests: Sequence[_PrepareRequest]) -> list[_Prepared | Exception]:

@@ -21,6 +21,7 @@ from hes.commands import Commands
 from hes.config import ConfigError, load_settings
 from hes.db.models import utcnow
 from hes.dcsync import SyncResult, claim_due, sync_concentrator
+from hes.devicetypes import SHIPPED
 from hes.reads import read_meter
 from hes.registry import Registry
 from hes.runner import OrderRunner
@@ -176,6 +177,28 @@ def test_the_command_line(registry: Registry, field: FieldThread, database_url: 
     assert all(o.startswith(f"concentrator {DC} clock off by") for o in result["observations"])
     listed = runner.invoke(app, ["meter", "list", "--state", "discovered", "--json"], env=env)
     assert [m["serial"] for m in json.loads(listed.stdout)] == ["SIM000100003"]
+
+    # Commissioned with its keys; the policy defaults to what its device type says.
+    keys = field.fleet.security("SIM000100003")
+    assert keys.policy == "lls" and keys.password  # the seed's draw for the joined meter
+    document = json.loads((SHIPPED / "hes-sim-a.json").read_text())
+    document.update(name="hes-sim-a-lls", security={"policy": "lls", "client_sap": 1})
+    (tmp_path / "lls.json").write_text(json.dumps(document))
+    assert runner.invoke(app, ["devicetype", "add", str(tmp_path / "lls.json")], env=env).exit_code == 0
+    missing = runner.invoke(app, ["meter", "commission", "SIM000100003", "--device-type", "hes-sim-a-lls"], env=env)
+    assert missing.exit_code == 2 and len(missing.stderr.splitlines()) == 1, missing.output
+    assert "lls needs --password" in missing.stderr and "Traceback" not in missing.output
+    assert registry.show_meter("SIM000100003").state == "discovered"  # nothing changed
+    done = runner.invoke(app, ["meter", "commission", "SIM000100003", "--device-type", "hes-sim-a-lls",
+                               "--password", keys.password.decode()], env=env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("meter SIM000100003 commissioned:") and "security lls" in done.stdout
+    assert keys.password.decode() not in done.output
+    again = runner.invoke(app, ["meter", "commission", "SIM000100003", "--security", "none"], env=env)
+    assert again.exit_code == 2 and "only a discovered or installed meter is commissioned" in again.stderr
+    read = run(read_meter(registry, "SIM000100003", "registers", requested_by="tester", timeouts=FAST,
+                          clock=field.fleet.clock.now))
+    assert read.state == "EXE", read.reason  # type: ignore[attr-defined]
     for args, message in ((["concentrator", "sync"], "name one concentrator, or --all"),
                           (["concentrator", "sync", DC, "--all"], "name one concentrator, or --all"),
                           (["concentrator", "sync", "DC9"], "no concentrator 'DC9'"),

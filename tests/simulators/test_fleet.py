@@ -11,8 +11,9 @@ import pytest
 
 from protocols.obis import ObisCode
 from simulators.clock import FieldClock
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetError, FleetOptions
+from simulators.fleet import Fleet, FleetError, FleetOptions
 from simulators.manifest import Manifest, ManifestError, read_manifest
+from tests.fieldtime import EPOCH
 from tests.simulators.netclient import HdlcTarget, NetClient
 from tests.simulators.test_concentrator import client_config
 
@@ -20,9 +21,10 @@ SECURITY_KEYS = {"policy", "password", "system_title", "ek", "ak"}
 
 
 def build(**options: object) -> Fleet:
-    settings: dict[str, object] = {"concentrators": 2, "meters_per_dc": 5, "p2p": 4, "seed": 3, "schedule": False}
+    settings: dict[str, object] = {"concentrators": 2, "meters_per_dc": 5, "p2p": 4, "seed": 3, "schedule": False,
+                                   "epoch": EPOCH}
     settings.update(options)
-    return Fleet(FleetOptions(**settings), clock=FieldClock(DEFAULT_EPOCH, 0.0))  # type: ignore[arg-type]
+    return Fleet(FleetOptions(**settings), clock=FieldClock(EPOCH, 0.0))  # type: ignore[arg-type]
 
 
 def test_manifest_has_the_issue_format(tmp_path: Path) -> None:
@@ -36,7 +38,7 @@ def test_manifest_has_the_issue_format(tmp_path: Path) -> None:
 
     asyncio.run(main())
     raw = json.loads(path.read_text())
-    assert raw["seed"] == 3 and raw["field_epoch"] == DEFAULT_EPOCH.isoformat()
+    assert raw["seed"] == 3 and raw["field_epoch"] == EPOCH.isoformat()
     assert [dc["id"] for dc in raw["concentrators"]] == ["DC0001", "DC0002"]
     for dc in raw["concentrators"]:
         assert {"id", "host", "port", "meters"} <= dc.keys() and dc["host"] == "127.0.0.1" and dc["port"] > 0
@@ -112,7 +114,7 @@ def test_p2p_meters_answer_over_wrapper_and_hdlc_with_the_manifest_security() ->
 
 def test_schedule_reads_every_period_in_scaled_time() -> None:
     # 15 field minutes per 0.05 wall seconds: a few read cycles in well under a second.
-    fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=3, seed=1, time_scale=18_000.0, loss=0.0))
+    fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=3, seed=1, time_scale=18_000.0, loss=0.0, epoch=EPOCH))
 
     async def main() -> None:
         async with asyncio.timeout(10):
@@ -121,6 +123,6 @@ def test_schedule_reads_every_period_in_scaled_time() -> None:
                 while dc.cycles < 3:
                     await asyncio.sleep(0.02)
                 marks = [m.last_read for m in dc.meters]
-        assert all(mark is not None and mark > DEFAULT_EPOCH + timedelta(minutes=15) for mark in marks)
+        assert all(mark is not None and mark > EPOCH + timedelta(minutes=15) for mark in marks)
 
     asyncio.run(main())

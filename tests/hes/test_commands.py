@@ -11,7 +11,7 @@ import dataclasses
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,13 +27,15 @@ from hes.session import Timeouts
 from protocols.cosem import ControlMode, ControlState
 from simulators.clock import FieldClock
 from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import EPOCH
 
 __all__ = ["DC_METER", "FIELD_NOW", "FieldThread", "P2P_HDLC", "P2P_WRAPPER", "SEED", "free_port", "orders_of"]
 
 T = TypeVar("T")
 
 SEED = 11
-FIELD_NOW = datetime(2024, 3, 5, 10, 7, 30, tzinfo=UTC)
+#: The field's frozen instant: a weekday morning four days after the pinned epoch (2024-03-05T10:07:30Z by default).
+FIELD_NOW = EPOCH + timedelta(days=4, hours=10, minutes=7, seconds=30)
 # With seed 11 these three use HLS-GMAC (checked in ``field``): counters and ciphering are exercised.
 DC_METER = "SIM000100001"
 P2P_WRAPPER = "P2P000000000"

@@ -14,14 +14,16 @@ from __future__ import annotations
 import os
 import select
 import time
+from typing import SupportsIndex
 
 __all__: list[str] = []
 
 
-def _sleep(seconds: float) -> None:
-    if seconds < 0:
+def _sleep(seconds: float | SupportsIndex) -> None:
+    wait = float(seconds)
+    if wait < 0:
         raise ValueError("sleep length must be non-negative")
-    select.select([], [], [], seconds)  # restarted with the time left after a signal (PEP 475)
+    select.select([], [], [], wait)  # restarted with the time left after a signal (PEP 475)
 
 
 if "faketime" in os.environ.get("LD_PRELOAD", ""):

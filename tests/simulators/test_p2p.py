@@ -46,7 +46,7 @@ def real_meter(secure: bool, *, drift: float = 0.0) -> SimulatedMeter:
 
 async def read_real_day(client: NetClient, meter: SimulatedMeter) -> tuple[list[tuple[object, ...]],
                                                                           list[tuple[object, ...]]]:
-    """Read 9 March 2024 (local) of load profile: (rows read, rows the energy functions say)."""
+    """Read the local day before FIELD_NOW's (9 March 2024 by default): (rows read, rows the energy functions say)."""
     seed, serial = meter.config.seed, meter.config.serial
     day = meter_midnight(FIELD_NOW) - timedelta(days=1)  # the meter's local day before FIELD_NOW's
     selection = RangeDescriptor(

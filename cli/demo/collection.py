@@ -118,7 +118,10 @@ async def run_collection(data_dir: Path, *, concentrators: int = 2, meters_per_d
                 runs = [plans.start_run(N2PLOAD, trigger="n2pload", who="demo", commands=("profile", "daily"))]
                 if direct:
                     runs.append(plans.start_run("demo-p2p", who="demo"))
-                worker = Worker(context, default_executors(), EngineOptions(worker_id="demo", poll=0.05))
+                # The plans stamp their items in field time: the worker must judge them due by the same clock,
+                # or a field ahead of the wall clock (a pinned ``field_now``) leaves every item pending.
+                worker = Worker(context, default_executors(), EngineOptions(worker_id="demo", poll=0.05),
+                                clock=fleet.clock.now)
                 for run in runs:
                     await worker.work(run_id=run.id, wait_retries=False)
                 return [run.id for run in runs]

@@ -7,7 +7,7 @@ exactly once, with the simulator's value, and every message is valid against the
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,14 +25,15 @@ from hes.session import Timeouts
 from simulators.clock import FieldClock
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
 from simulators.events import EventLog, events_between
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
 from tests.cim.conftest import XSD_DIR, assert_valid
+from tests.fieldtime import EPOCH, meter_midnight
 
 SEED = 7
 DC_METER = "SIM000100001"  # behind DC0001: read from the concentrator's tables
 P2P_METER = "P2P000000001"  # point-to-point, HDLC over TCP
 FAST = Timeouts(connect=2.0, read=0.5, release=0.3, retries=1)
-DAY_START = datetime(2024, 2, 27, 23, 0, tzinfo=UTC)  # a local (UTC+1) day of the simulated history
+DAY_START = meter_midnight(EPOCH) - timedelta(days=2)  # a local (UTC+1) day of the simulated history
 DAY_END = DAY_START + timedelta(days=1)
 A_PLUS_15 = "0.0.2.1.1.1.12.0.0.0.0.0.0.0.0.3.72.0"
 A_MINUS_15 = "0.0.2.1.19.1.12.0.0.0.0.0.0.0.0.3.72.0"
@@ -40,6 +41,15 @@ DAILY = {"1.0.1.8.0.255": "11.0.0.1.1.1.12.0.0.0.0.0.0.0.0.3.72.0",
          "1.0.1.8.1.255": "11.0.0.1.1.1.12.0.0.0.0.1.0.0.0.3.72.0",
          "1.0.1.8.2.255": "11.0.0.1.1.1.12.0.0.0.0.2.0.0.0.3.72.0",
          "1.0.2.8.0.255": "11.0.0.1.19.1.12.0.0.0.0.0.0.0.0.3.72.0"}
+
+
+def events_since(now: datetime) -> datetime:
+    """20 days before ``now``, or 30 (a DC keeps 40) when the meters logged nothing in 20 days (a quiet month)."""
+    for days in (20, 30):
+        since = now - timedelta(days=days)
+        if any(events_between(SEED, serial, log, since, now) for serial in (DC_METER, P2P_METER) for log in EventLog):
+            break
+    return since
 
 
 def kwh(wh: int) -> Decimal:
@@ -50,8 +60,9 @@ def kwh(wh: int) -> Decimal:
 def test_a_read_field_lands_in_the_legacy_database_once_and_valid(
         registry: Registry, engine: Engine, legacy_url: str, legacy_engine: Engine, schemas: Schemas,
         tmp_path: Path) -> None:
-    options = FleetOptions(concentrators=1, meters_per_dc=2, p2p=2, seed=SEED, schedule=False, loss=0.0)
-    fleet = Fleet(options, clock=FieldClock(DEFAULT_EPOCH, 0.0))
+    options = FleetOptions(concentrators=1, meters_per_dc=2, p2p=2, seed=SEED, schedule=False, loss=0.0, epoch=EPOCH)
+    fleet = Fleet(options, clock=FieldClock(EPOCH, 0.0))
+    since = events_since(EPOCH)
     orders: dict[str, list[str]] = {}
 
     async def body() -> None:
@@ -62,7 +73,7 @@ def test_a_read_field_lands_in_the_legacy_database_once_and_valid(
             now = fleet.clock.now()
             for serial, mode in ((DC_METER, "concentrated"), (P2P_METER, "gateway")):
                 for what, start, end in (("profile", DAY_START, DAY_END), ("daily", DAY_START, DAY_END),
-                                         ("events", now - timedelta(days=20), now)):
+                                         ("events", since, now)):
                     result = await read_meter(registry, serial, what, start=start, end=end, requested_by="tester",
                                               clock=fleet.clock.now, timeouts=FAST, mode=mode)  # type: ignore[arg-type]
                     assert result.ok, (serial, what, result.reason)
@@ -112,7 +123,7 @@ def test_a_read_field_lands_in_the_legacy_database_once_and_valid(
                                 ("1.0.1.8.2.255", r.a_plus_t2), ("1.0.2.8.0.255", r.a_minus)):
                 want_readings[serial, DAILY[obis], midnight] = kwh(value)
         want_events += [(serial, e.when, f"0.0.99.98.{int(log)}.255", int(e.code))
-                        for log in EventLog for e in events_between(SEED, serial, log, now - timedelta(days=20), now)]
+                        for log in EventLog for e in events_between(SEED, serial, log, since, now)]
 
     # Exactly once: as many rows as distinct identities, and those are exactly the simulator's.
     assert len(intervals) == len(want_intervals) == 2 * 192

@@ -25,6 +25,7 @@ from hes.registry import Registry
 from simulators.energy import interval_end, interval_index, profile_intervals
 from simulators.fleet import FleetOptions
 from tests.cim.conftest import XSD_DIR, assert_valid, legacy_url
+from tests.fieldtime import interval_floor, quarter_hour_ahead
 from tests.hes.conftest import database_url, engine, master_key, registry
 from tests.hes.test_commands import FieldThread
 
@@ -138,7 +139,7 @@ def test_after_an_n2pload_pass_the_legacy_database_holds_every_interval_once(
     schemas = load_schemas(XSD_DIR)
     was_installed = outbox.on_stored in listeners()
     outbox.install()  # what cli.main does at start (another test may have removed it from this process)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = quarter_hour_ahead()  # the passes read the wall clock: the field stands at now, in the same interval
     options = FleetOptions(concentrators=1, meters_per_dc=2, p2p=1, seed=SEED, schedule=False, loss=0.0, epoch=now)
     try:
         with FieldThread(options, now=now) as running:
@@ -167,7 +168,7 @@ def test_after_an_n2pload_pass_the_legacy_database_holds_every_interval_once(
     for message in xml:
         assert_valid(message.encode(), schemas)
     assert correlations and all(c.startswith("run:") for c in correlations)
-    mark = datetime.fromtimestamp(now.timestamp() // 900 * 900, UTC)
+    mark = interval_floor(now)
     start = interval_index(mark - timedelta(days=1))
     want = {(serial, interval_end(r.interval)): Decimal(r.a_plus).scaleb(-3)
             for serial in ("SIM000100000", "SIM000100001")

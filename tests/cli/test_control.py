@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -67,15 +67,21 @@ def test_reconnect_needing_manual_action_exits_3(field: FieldThread, env: dict[s
 
 
 def test_clock_sync(field: FieldThread, env: dict[str, str]) -> None:
-    # The field's time is 2024 and frozen; the head-end's is the wall clock: the meter is years behind.
+    # The field's time is pinned and frozen, the head-end's is the wall clock: the meter is off by the difference
+    # (years behind at the default epoch, days ahead when the epoch is moved to today).
+    field_now = field.fleet.clock.now()
+    before = datetime.now(UTC)
     result = runner.invoke(app, ["clock", "sync", P2P_HDLC, "--tolerance", "30", "--json"], env=env)
+    after = datetime.now(UTC)
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["result"] == "EXE" and body["values"]["set"] is True
-    assert body["values"]["deviation_seconds"] < -86400 * 300
+    deviation = body["values"]["deviation_seconds"]
+    assert abs((field_now - before).total_seconds()) > 3600  # well beyond the tolerance: the clock must be set
+    assert (field_now - after).total_seconds() - 1 <= deviation <= (field_now - before).total_seconds() + 1
     assert abs(body["values"]["residual_seconds"]) <= 30
     meter = field.fleet.meter(P2P_HDLC)
-    assert meter.meter_time() - field.fleet.clock.now() > timedelta(days=300)
+    assert abs((meter.meter_time() - datetime.now(UTC)).total_seconds()) <= 30  # the meter keeps the wall clock now
 
 
 def test_failures_exit_1_with_one_line(field: FieldThread, env: dict[str, str], registry: Registry) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,14 @@ from hes.db import create_engine_for
 from hes.db.models import AuditEntry, IntervalValue, Order, RegisterReading
 from protocols.axdr import Data, encode_data
 from simulators import energy
+from tests.fieldtime import EPOCH, profile_state, utc_midnight
 from tests.hes.conftest import database_url
 
 __all__ = ["database_url"]  # the SQLite / PostgreSQL fixture of tests/hes
 
 runner = CliRunner()
+#: The field instant of the demo runs that pin one (2026-11-20T10:07:30Z by default).
+FIELD_NOW = EPOCH + timedelta(days=994, hours=10, minutes=7, seconds=30)
 
 
 def test_demo_session_reads_and_checks_everything() -> None:
@@ -56,7 +59,7 @@ def counts(url: str) -> dict[str, int]:
 
 def test_the_field_demo_checks_everything_and_runs_twice(database_url: str, tmp_path: Path) -> None:
     # Both runs at the same field instant: a second run then reads exactly the same values.
-    field_now = datetime(2026, 11, 20, 10, 7, 30, tzinfo=UTC)
+    field_now = FIELD_NOW
     report = asyncio.run(demo_module.run_field(tmp_path / "data", database_url=database_url, field_now=field_now))
     assert report.ok, report.mismatches
     assert (report.concentrators, report.meters) == (2, 8)
@@ -97,7 +100,7 @@ def test_collection_part_stores_and_delivers_every_interval_once(tmp_path: Path)
     from cim.legacy import LEGACY_INTERVALS
     from cli.demo.collection import run_collection
 
-    field_now = datetime(2026, 11, 20, 10, 7, 30, tzinfo=UTC)
+    field_now = FIELD_NOW
     report = asyncio.run(run_collection(tmp_path / "c", field_now=field_now))
     assert report.mismatches == []
     # 8 meters x 2 days x 96 intervals x A+/A-, in the head-end and, once each, in the legacy database.
@@ -112,6 +115,23 @@ def test_collection_part_stores_and_delivers_every_interval_once(tmp_path: Path)
     legacy.dispose()
 
 
+def test_collection_part_on_a_field_ahead_of_the_wall_clock(tmp_path: Path) -> None:
+    """The plans stamp their items in field time and the worker judges them due by the same clock: a field
+    instant after today (a pinned one, moved by HES_TEST_EPOCH) is collected, not left pending."""
+    from cli.demo.collection import SEED, run_collection
+
+    ahead = utc_midnight(datetime.now(UTC)) + timedelta(days=30, hours=10, minutes=7)
+    report = asyncio.run(run_collection(tmp_path / "c", field_now=ahead))
+    assert report.mismatches == [] and report.day == (utc_midnight(ahead) - timedelta(days=1)).date()
+    assert report.intervals_stored == report.legacy_intervals == 8 * 2 * 96 * 2
+    # The two days since the meters were installed (WARN where the simulator flags a power cut), their daily values.
+    first = energy.interval_index(utc_midnight(ahead) - timedelta(days=2))
+    assert sorted((serial, command, state) for serial, command, state, _ in report.items) == sorted(
+        (serial, command, profile_state(SEED, serial, first, first + 191) if command == "profile" else "EXE")
+        for serial in {serial for serial, _, _, _ in report.items} for command in ("profile", "daily"))
+    assert len(report.items) == 16
+
+
 def test_a_collected_value_that_disagrees_with_the_simulator_is_caught(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from cli.demo.collection import run_collection
@@ -124,7 +144,7 @@ def test_a_collected_value_that_disagrees_with_the_simulator_is_caught(
             yield row._replace(a_plus=row.a_plus + 1) if serial == "SIM000100001" and row.interval == last else row
 
     monkeypatch.setattr(energy, "profile_intervals", shifted)
-    report = asyncio.run(run_collection(tmp_path / "c", field_now=datetime(2026, 11, 20, tzinfo=UTC)))
+    report = asyncio.run(run_collection(tmp_path / "c", field_now=utc_midnight(FIELD_NOW)))
     assert any("SIM000100001 1.0.1.8.0.255" in line for line in report.mismatches)
 
 

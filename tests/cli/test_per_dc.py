@@ -15,7 +15,8 @@ import pytest
 
 from hes.registry import Registry
 from simulators.fleet import FleetOptions
-from tests.cli.test_plan import SEED, hes_env, invoke, quarter_hour_ahead
+from tests.cli.test_plan import SEED, hes_env, invoke
+from tests.fieldtime import quarter_hour_ahead
 from tests.hes.conftest import database_url, engine, master_key, registry
 from tests.hes.test_commands import FieldThread
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from hes.devicetypes import SHIPPED
 from hes.registry import Registry
+from simulators.energy import interval_index
 from simulators.fleet import FleetOptions
+from tests.fieldtime import profile_state, quarter_hour_ahead
 from tests.hes.conftest import database_url, engine, master_key, registry
 from tests.hes.test_commands import FieldThread
 
@@ -47,18 +49,6 @@ def field(registry: Registry, tmp_path: Path) -> Iterator[FieldThread]:
     with FieldThread(options, now=now) as running:
         registry.import_manifest(running.write_manifest(tmp_path / "fleet.json"))
         yield running
-
-
-def quarter_hour_ahead(margin: float = 45.0) -> datetime:
-    """Now, at least ``margin`` seconds before the next 15-minute boundary (waits past it when too close).
-
-    A first N2PLoad pass looks back a day from the moment it runs, in whole intervals: a command
-    crossing a boundary would collect one interval fewer than a test run a moment earlier expects.
-    """
-    left = 900 - time.time() % 900
-    if left < margin:
-        time.sleep(left + 0.5)
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 def invoke(args: list[str]) -> tuple[int, str, str]:
@@ -155,7 +145,9 @@ def test_discovery_and_device_types_drive_the_support_check(hes_env: dict[str, s
     code, out, err = invoke(["plan", "run", "mixed", "--json", "--no-wait", "--timeout", "1"])
     items = {(i["serial"], i["command"]): i for i in json.loads(out)["items"]}
     # the discovered meter has both objects; the Acme type has a profile but no event log
-    assert items[(P2P, "profile")]["state"] == "EXE" and items[(P2P, "events")]["state"] in ("EXE", "WARN")
+    first = interval_index(field.fleet.clock.now() - timedelta(days=1))  # a first pass: the last day
+    assert items[(P2P, "profile")]["state"] == profile_state(SEED, P2P, first, first + 95)
+    assert items[(P2P, "events")]["state"] in ("EXE", "WARN")
     assert items[("ACME0001", "events")]["state"] == "UNSUPPORTED"
     assert "events objects in device type acme-am1" in items[("ACME0001", "events")]["reason"]
     assert items[("ACME0001", "profile")]["state"] != "UNSUPPORTED"  # supported: run (and the port is closed)

@@ -24,6 +24,7 @@ from hes.registry import Registry
 from simulators.clock import FieldClock
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
 from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import profile_state, utc_midnight
 from tests.hes.conftest import database_url, engine, master_key, registry
 
 __all__ = ["database_url", "engine", "master_key", "registry"]  # the database fixtures, on both databases
@@ -37,7 +38,7 @@ DC_METER = "SIM000100001"
 @contextlib.contextmanager
 def field_in_thread(tmp_path: Path) -> Iterator[Fleet]:
     """A frozen field at the present instant (so the CLI's clock agrees with the meters') on its own loop."""
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)  # reads name their range: no interval boundary to wait out
     options = FleetOptions(concentrators=1, meters_per_dc=2, p2p=1, seed=SEED, schedule=False, loss=0.0, epoch=now)
     fleet = Fleet(options, clock=FieldClock(now, 0.0))
     loop = asyncio.new_event_loop()
@@ -92,15 +93,17 @@ def test_read_prints_order_result_and_values(hes_env: dict[str, str], registry: 
         assert f"{stamp} dev -60 1.0.1.8.0.255 A+ total = {truth.a_plus} Wh" in lines
         assert f"{stamp} dev -60 1.0.2.8.0.255 A- total = {truth.a_minus} Wh" in lines
 
-        day_end = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(hours=1)
+        day_end = utc_midnight(now) - timedelta(hours=1)  # a local (UTC+1) midnight of the meters, in the past
         day_start = day_end - timedelta(days=1)
         args = ["read", DC_METER, "--what", "profile", "--from", day_start.isoformat(), "--to",
                 day_end.strftime("%Y-%m-%dT%H:%M"), "--json"]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
-        assert data["state"] in ("EXE", "WARN") and data["order"].startswith("ORD-")
         first = interval_index(day_start)
+        # WARN when the simulator flags a power cut in that day, EXE otherwise
+        assert data["state"] == profile_state(SEED, DC_METER, first, first + 95), data["observations"]
+        assert data["order"].startswith("ORD-")
         want = {}
         for row in profile_intervals(SEED, DC_METER, first, first + 95):
             end = interval_end(row.interval).strftime("%Y-%m-%dT%H:%M:%SZ")

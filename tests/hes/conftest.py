@@ -15,8 +15,9 @@ from hes.db import create_engine_for, upgrade
 from hes.keys import MasterKey, load_master_key
 from hes.registry import Registry
 from simulators.clock import FieldClock
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
 from simulators.manifest import Manifest, read_manifest
+from tests.fieldtime import EPOCH
 
 __all__ = ["database_url", "engine", "fleet_manifest", "master_key", "registry", "scratch_database"]
 
@@ -75,8 +76,8 @@ def registry(engine: Engine, master_key: MasterKey) -> Registry:
 def fleet_manifest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
     """A manifest written by a real (small) simulated fleet: 1 DC with 4 meters, 3 point-to-point meters."""
     path = tmp_path_factory.mktemp("fleet") / "fleet.json"
-    options = FleetOptions(concentrators=1, meters_per_dc=4, p2p=3, seed=7, schedule=False)
-    fleet = Fleet(options, clock=FieldClock(DEFAULT_EPOCH, 0.0))
+    options = FleetOptions(concentrators=1, meters_per_dc=4, p2p=3, seed=7, schedule=False, epoch=EPOCH)
+    fleet = Fleet(options, clock=FieldClock(EPOCH, 0.0))
 
     async def main() -> None:
         async with asyncio.timeout(10), fleet:

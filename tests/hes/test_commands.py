@@ -11,7 +11,7 @@ import dataclasses
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +27,7 @@ from hes.session import Timeouts
 from protocols.cosem import ControlMode, ControlState
 from simulators.clock import FieldClock
 from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import EPOCH
 
 __all__ = ["DC_METER", "FIELD_NOW", "PINNED_FIELD_ENV", "FieldThread", "P2P_HDLC", "P2P_WRAPPER", "SEED", "free_port",
            "orders_of"]
@@ -34,9 +35,10 @@ __all__ = ["DC_METER", "FIELD_NOW", "PINNED_FIELD_ENV", "FieldThread", "P2P_HDLC
 T = TypeVar("T")
 
 SEED = 11
-FIELD_NOW = datetime(2024, 3, 5, 10, 7, 30, tzinfo=UTC)
+#: The field's frozen instant: a weekday morning four days after the pinned epoch (2024-03-05T10:07:30Z by default).
+FIELD_NOW = EPOCH + timedelta(days=4, hours=10, minutes=7, seconds=30)
 #: For the command line beside a field frozen at a pinned instant: the CLI's head-end reads the wall clock,
-#: so the DC's clock would be years off at every contact (a WARN). Those tests leave the DC clock to the
+#: so the DC's clock would be far off at every contact (a WARN). Those tests leave the DC clock to the
 #: checks made for it (tests/hes/test_dcsync.py), where the head-end's clock is the field's.
 PINNED_FIELD_ENV = {"HES_CONCENTRATOR_CLOCK_EVERY": "off"}
 # With seed 11 these three use HLS-GMAC (checked in ``field``): counters and ciphering are exercised.

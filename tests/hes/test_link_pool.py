@@ -37,10 +37,11 @@ from simulators.clock import FieldClock
 from simulators.endpoint import LogicalDevice, Session
 from simulators.energy import interval_end, interval_index, profile_intervals
 from simulators.faults import FaultPlan
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
 from simulators.manifest import ManifestConcentrator
 from simulators.meter import SERIAL_NUMBER
 from simulators.transport import close_connections, serve_wrapper, stop_server
+from tests.fieldtime import EPOCH, interval_floor, profile_state
 from tests.hes.test_session import dc_target, expected_day, read_profile_day, reservation
 from tests.hes.test_transport import run, server, silent
 
@@ -107,7 +108,7 @@ class ServedDc:
 @contextlib.asynccontextmanager
 async def served_dc(meters: int = 5, *, idle_timeout: float = 60.0) -> AsyncIterator[ServedDc]:
     fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=meters, seed=SEED, plc_latency=0.0, loss=0.0,
-                               schedule=False), clock=FieldClock(DEFAULT_EPOCH, 0.0))
+                               schedule=False, epoch=EPOCH), clock=FieldClock(EPOCH, 0.0))
     faults = FaultPlan(seed=SEED, name="served")
     async with fleet:
         concentrator = fleet.concentrators["DC0001"]
@@ -228,7 +229,7 @@ def test_the_wrapper_link_hands_its_stream_over_only_at_a_pdu_boundary() -> None
 def test_consecutive_sessions_to_a_dcs_meters_use_one_connection(mode: Mode) -> None:
     async def body(dc: ServedDc) -> None:
         pool = LinkPool()
-        day = dc.fleet.clock.now() - timedelta(days=2 if mode == "gateway" else 1)
+        day = interval_floor(dc.fleet.clock.now()) - timedelta(days=2 if mode == "gateway" else 1)
         for index in range(5):
             target = dc.target(index, mode)
             async with open_session(target, reservation(), timeouts=FAST, pool=pool) as s:
@@ -538,7 +539,7 @@ def test_a_worker_reuses_dc_connections_and_stores_the_same_data(
             return None if session is None else Seen(session)
 
     fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=4, seed=SEED, schedule=False, loss=0.0,
-                               epoch=DEFAULT_EPOCH), clock=FieldClock(DEFAULT_EPOCH, 0.0))
+                               epoch=EPOCH), clock=FieldClock(EPOCH, 0.0))
     concentrator = fleet.concentrators["DC0001"]
     original = concentrator.logical_device
 
@@ -564,10 +565,13 @@ def test_a_worker_reuses_dc_connections_and_stores_the_same_data(
             first = plans.start_run("pooled")
             await worker.work(run_id=first.id)
             rows = items_of(engine, first.id)
-            assert len(rows) == 8 and {row.state for row in rows} == {"EXE"}, [(r.state, r.reason) for r in rows]
+            # A day of profile (WARN where the simulator flags a power cut in it) and the daily values.
+            day = interval_index(EPOCH - timedelta(days=1))
+            assert {(r.serial, r.command): r.state for r in rows} == {
+                (s, c): profile_state(SEED, s, day, day + 95) if c == "profile" else "EXE"
+                for s in serials for c in ("profile", "daily")}, [(r.state, r.reason, r.observations) for r in rows]
             for serial in serials:
-                assert stored_profile(engine, serial) == expected_profile(serial, DEFAULT_EPOCH - timedelta(days=1),
-                                                                          DEFAULT_EPOCH)
+                assert stored_profile(engine, serial) == expected_profile(serial, EPOCH - timedelta(days=1), EPOCH)
             assert len(connections) == 1  # four meters, profile and daily values each: one TCP connection
             # The worker's pool was closed when it returned: the DC sees no connection left open.
             async with asyncio.timeout(2.0):
@@ -580,10 +584,13 @@ def test_a_worker_reuses_dc_connections_and_stores_the_same_data(
             await concentrator.read_cycle()
             second = plans.start_run("pooled")
             await worker.work(run_id=second.id)
-            assert {row.state for row in items_of(engine, second.id)} <= {"EXE", "WARN"}
+            # Four intervals more each (WARN where one has a power cut); the daily values are not due.
+            assert {(r.serial, r.command): r.state for r in items_of(engine, second.id)} == {
+                (s, c): profile_state(SEED, s, day + 96, day + 99) if c == "profile" else "EXE"
+                for s in serials for c in ("profile", "daily")}
             for serial in serials:
-                assert stored_profile(engine, serial) == expected_profile(serial, DEFAULT_EPOCH - timedelta(days=1),
-                                                                          DEFAULT_EPOCH + timedelta(hours=1))
+                assert stored_profile(engine, serial) == expected_profile(serial, EPOCH - timedelta(days=1),
+                                                                          EPOCH + timedelta(hours=1))
             assert len(connections) == 2
 
             # A pool of the caller's: used, and left open for the caller to close.

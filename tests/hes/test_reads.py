@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from hes.session import Timeouts
 from simulators.clock import FieldClock
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at, voltage_at
 from simulators.events import EventLog, events_between
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import EPOCH, meter_midnight, profile_state
 
 SEED = 7
 P2P_HDLC = "P2P000000001"  # HDLC over TCP, HLS-GMAC (seed 7)
@@ -36,16 +37,17 @@ DC_METER = "SIM000100001"  # behind DC0001, HLS-GMAC, read end to end through th
 DC_PLAIN = "SIM000100000"  # behind DC0001, no security
 DC = "DC0001"
 FAST = Timeouts(connect=2.0, read=0.5, release=0.3, retries=1)
-#: A local (UTC+1) day of the simulated history: 28 February 2024 00:00 to 24:00 local.
-DAY_START = datetime(2024, 2, 27, 23, 0, tzinfo=UTC)
+#: A local (UTC+1) day of the simulated history, two days before the field's now: 28 February 2024 00:00 to
+#: 24:00 local by default.
+DAY_START = meter_midnight(EPOCH) - timedelta(days=2)
 DAY_END = DAY_START + timedelta(days=1)
 
 
 @contextlib.asynccontextmanager
 async def field(registry: Registry, tmp_path: Path) -> AsyncIterator[Fleet]:
     """A small frozen field (1 DC with 3 meters, 2 p2p meters), registered from its manifest."""
-    options = FleetOptions(concentrators=1, meters_per_dc=3, p2p=2, seed=SEED, schedule=False, loss=0.0)
-    fleet = Fleet(options, clock=FieldClock(DEFAULT_EPOCH, 0.0))
+    options = FleetOptions(concentrators=1, meters_per_dc=3, p2p=2, seed=SEED, schedule=False, loss=0.0, epoch=EPOCH)
+    fleet = Fleet(options, clock=FieldClock(EPOCH, 0.0))
     async with fleet:
         manifest = tmp_path / "fleet.json"
         fleet.write_manifest(manifest)
@@ -120,7 +122,8 @@ def test_every_read_gives_the_simulators_values_and_stores_them_once(
             assert registers.stored == 5
 
             profile = await read(registry, fleet, serial, "profile", start=DAY_START, end=DAY_END)
-            assert profile.state in ("EXE", "WARN"), profile.reason
+            first = interval_index(DAY_START)
+            assert profile.state == profile_state(SEED, serial, first, first + 95), profile.reason
             expected = expected_profile(serial)
             got_profile = {(v.time, v.obis): v.value for v in profile.values}
             assert got_profile == expected and len(expected) == 192
@@ -189,9 +192,11 @@ def test_a_clock_deviation_beyond_tolerance_and_a_gap_give_warn(registry: Regist
             assert late.observations == ("clock deviation -300 s beyond the tolerance of 60 s",)
             # Asking beyond the meter's present: the intervals not yet ended are not gaps.
             now = fleet.clock.now()
-            future = await read(registry, fleet, P2P_WRAPPER, "daily", start=now - timedelta(hours=25),
-                                end=now + timedelta(days=3))
-            assert future.state == "EXE" and len(future.values) == 8  # two midnights, none missing
+            start = now - timedelta(hours=25)
+            future = await read(registry, fleet, P2P_WRAPPER, "daily", start=start, end=now + timedelta(days=3))
+            # The meter's midnights from the start to now, none missing: two when now is one (the default epoch).
+            midnights = [m for m in (meter_midnight(now) - timedelta(days=1), meter_midnight(now)) if m >= start]
+            assert future.state == "EXE" and len(future.values) == 4 * len(midnights) >= 4
             # A DC meter that the DC could not reach keeps its data: read end to end, it is all there.
             fleet.set_unreachable(DC_PLAIN, now - timedelta(days=3), now - timedelta(days=1))
             through = await read(registry, fleet, DC_PLAIN, "profile", start=now - timedelta(hours=2), end=now)
@@ -384,12 +389,13 @@ def test_a_day_of_profile_through_a_dc_of_the_default_field_with_the_default_dea
         registry: Registry, tmp_path: Path) -> None:
     """The simulated PLC as it ships (2 s +- 1 s per APDU, 2 % of transmissions lost, 3 link retries)
     and the head-end's default PLC deadline, both sped up ten times (field time runs at 10x, each
-    deadline is a tenth): a day of profile through the DC's gateway is EXE, each value the meter's."""
+    deadline is a tenth): a day of profile through the DC's gateway is EXE (WARN only for intervals
+    the meter flagged), each value the meter's."""
     scale = 10.0
     deadlines = Deadlines(plc=DEFAULT_DEADLINES.plc / scale, rf=DEFAULT_DEADLINES.rf / scale,
                           ip=DEFAULT_DEADLINES.ip / scale)
-    options = FleetOptions(concentrators=1, meters_per_dc=3, p2p=0, seed=SEED, schedule=False)
-    fleet = Fleet(options, clock=FieldClock(DEFAULT_EPOCH, scale))
+    options = FleetOptions(concentrators=1, meters_per_dc=3, p2p=0, seed=SEED, schedule=False, epoch=EPOCH)
+    fleet = Fleet(options, clock=FieldClock(EPOCH, scale))
     link = fleet.link(DC_METER)
     assert (link.latency, link.jitter, link.loss, link.retries) == (2.0, 1.0, 0.02, 3)
 
@@ -403,7 +409,11 @@ def test_a_day_of_profile_through_a_dc_of_the_default_field_with_the_default_dea
                 result = await read_meter(registry, serial, "profile", start=DAY_START, end=DAY_END,
                                           requested_by="tester", runner=runner)
                 took = (fleet.clock.now() - started).total_seconds()
-                assert result.state == "EXE", (serial, result.reason, result.observations, took)
+                # EXE, unless the meter flagged one of the day's intervals (a seeded power cut: WARN, nothing else).
+                first = interval_index(DAY_START)
+                assert result.state == profile_state(SEED, serial, first, first + 95), \
+                    (serial, result.reason, result.observations, took)
+                assert all("quality" in o for o in result.observations), result.observations
                 assert {(v.time, v.obis): v.value for v in result.values} == expected_profile(serial)
                 # It took as long as a real gateway read does (tens of field seconds), not a frozen field's instant.
                 assert took > 15.0, took

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import pytest
@@ -34,12 +34,15 @@ from simulators.concentrator import SecurityConfig
 from simulators.counters import MemoryCounterStore
 from simulators.endpoint import LogicalDevice, Session
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
 from simulators.manifest import ManifestConcentrator
 from simulators.meter import A_PLUS, CLOCK, DISCONNECT_CONTROL, LOAD_PROFILE, SERIAL_NUMBER, MeterConfig, SimulatedMeter
 from simulators.p2p import PointToPointMeter
+from tests.fieldtime import EPOCH, interval_floor, meter_midnight
 
-FIELD_NOW = datetime(2024, 3, 10, 12, 7, tzinfo=UTC)
+FIELD_NOW = EPOCH + timedelta(days=9, hours=12, minutes=7)  # 2024-03-10T12:07Z by default
+#: The meters' local day before FIELD_NOW's (2024-03-08T23:00Z, local midnight of 9 March, by default).
+DAY = meter_midnight(FIELD_NOW) - timedelta(days=1)
 SERIAL = "P2P000000042"
 SEED = 2026
 EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
@@ -115,7 +118,7 @@ def expected_day(seed: int | str, serial: str, start: datetime) -> list[tuple[ob
 @pytest.mark.parametrize("policy", ["none", "lls", "hls-gmac"])
 def test_p2p_meter_clock_register_and_a_day_of_profile(interface: Literal["wrapper", "hdlc"], policy: Policy) -> None:
     meter = make_meter(policy)
-    day = datetime(2024, 3, 8, 23, 0, tzinfo=UTC)  # local midnight (UTC+1) of 9 March
+    day = DAY
 
     async def body() -> None:
         async with PointToPointMeter(meter, interface=interface, physical_address=0x11) as p2p:
@@ -235,7 +238,7 @@ def test_wrong_key_is_a_security_error(policy: Policy) -> None:
 
 def test_corrupted_hdlc_frames_are_recovered() -> None:
     meter = make_meter("hls-gmac")
-    day = datetime(2024, 3, 8, 23, 0, tzinfo=UTC)
+    day = DAY
 
     async def body() -> None:
         async with PointToPointMeter(meter, interface="hdlc", physical_address=0x11) as p2p:
@@ -341,9 +344,9 @@ def dc_target(dc: ManifestConcentrator, index: int, mode: Literal["gateway", "co
 def run_fleet(body: Callable[[Fleet], Awaitable[None]], *, prepare: Callable[[Fleet], None] | None = None,
               **options: object) -> None:
     settings: dict[str, object] = {"concentrators": 1, "meters_per_dc": 4, "seed": 11, "plc_latency": 0.0,
-                                   "loss": 0.0, "schedule": False}
+                                   "loss": 0.0, "schedule": False, "epoch": EPOCH}
     settings.update(options)
-    fleet = Fleet(FleetOptions(**settings), clock=FieldClock(DEFAULT_EPOCH, 0.0))  # type: ignore[arg-type]
+    fleet = Fleet(FleetOptions(**settings), clock=FieldClock(EPOCH, 0.0))  # type: ignore[arg-type]
     if prepare is not None:
         prepare(fleet)
 
@@ -367,7 +370,7 @@ def test_dc_meter_through_the_gateway(policy: Policy) -> None:
         index = index_with(dc, policy)
         target = dc_target(dc, index, "gateway")
         now = fleet.clock.now()
-        day = now - timedelta(days=2)
+        day = interval_floor(now) - timedelta(days=2)
         async with open_session(target, reservation(), timeouts=FAST) as s:
             assert (await s.get(1, SERIAL_NUMBER, 2)).value == target.serial
             assert (await s.get(3, A_PLUS, 2)).value == registers_at(11, target.serial, now).a_plus
@@ -381,7 +384,7 @@ def test_dc_meter_from_the_concentrated_tables() -> None:
     async def body(fleet: Fleet) -> None:
         dc = fleet.manifest().concentrators[0]
         target = dc_target(dc, 2, "concentrated")
-        day = fleet.clock.now() - timedelta(days=1)  # the DC collected up to the field epoch
+        day = interval_floor(fleet.clock.now()) - timedelta(days=1)  # the DC collected up to the last boundary
         async with open_session(target, reservation(), timeouts=FAST) as s:
             assert await read_profile_day(s, day) == expected_day(11, target.serial, day)
             assert (await s.get(1, SERIAL_NUMBER, 2)).value == target.serial

@@ -9,7 +9,7 @@ import os
 import socket
 import tty
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import pytest
 import serial
@@ -27,6 +27,7 @@ from simulators.clock import FieldClock
 from simulators.counters import MemoryCounterStore
 from simulators.meter import CLOCK, SERIAL_NUMBER, MeterConfig, SimulatedMeter
 from simulators.optical import OpticalPort
+from tests.fieldtime import EPOCH
 from tests.simulators.test_optical_probe import OpticalProbe
 
 
@@ -271,7 +272,7 @@ def test_serial_stream_over_a_pty() -> None:
 
 
 def test_session_over_the_optical_port_after_the_sign_on() -> None:
-    now = datetime(2024, 3, 20, 10, 7, 30, tzinfo=UTC)
+    now = EPOCH + timedelta(days=19, hours=10, minutes=7, seconds=30)
     clock = FieldClock(now, scale=0.0)
     meter = SimulatedMeter(MeterConfig(serial="OPT00000001", seed="optical", physical_address=0x11), clock,
                            MemoryCounterStore())

@@ -8,7 +8,7 @@ import re
 import threading
 import tty
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -20,6 +20,7 @@ from simulators.clock import FieldClock
 from simulators.counters import MemoryCounterStore
 from simulators.meter import MeterConfig, SimulatedMeter
 from simulators.optical import OpticalPort, PortPhase, with_even_parity
+from tests.fieldtime import EPOCH
 
 
 def run(body: Callable[[], Awaitable[None]], seconds: float = 20.0) -> None:
@@ -97,7 +98,7 @@ def test_a_wrong_answer_fails_the_sign_on(pty_pair: tuple[int, str], answer: byt
 
 
 def test_sign_on_to_the_simulated_port_agrees_the_lower_speed() -> None:
-    clock = FieldClock(datetime(2024, 3, 20, tzinfo=UTC), scale=0.0)
+    clock = FieldClock(EPOCH + timedelta(days=19), scale=0.0)  # 2024-03-20T00:00Z by default
     meter = SimulatedMeter(MeterConfig("OPT00000001", "probe", 0x11), clock, MemoryCounterStore())
     identification = IdentificationMessage("HES", "6", "SIM00000001")
 

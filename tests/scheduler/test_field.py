@@ -32,10 +32,10 @@ from scheduler.models import Plan, PlanItem
 from scheduler.plans import N2PLOAD, Plans, PlanSpec, RunInfo
 from simulators.clock import FieldClock
 from simulators.energy import interval_end, interval_index, profile_intervals
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import EPOCH, interval_floor, profile_state
 
 SEED = 11
-EPOCH = DEFAULT_EPOCH
 FAST = Timeouts(connect=1.0, read=1.0, release=0.3, retries=1)
 DC = "DC0001"
 A_PLUS, A_MINUS = "1.0.1.8.0.255", "1.0.2.8.0.255"
@@ -118,7 +118,9 @@ def test_a_dc_outage_fails_its_meters_with_the_reason_retries_then_backfills_wit
             fleet.set_outage(DC, False)
             await task
             rows = items_of(engine, second.id)
-            assert {row.state for row in rows} <= {"EXE", "WARN"}, [(r.state, r.reason) for r in rows]
+            day = interval_index(EPOCH - timedelta(days=1))  # a first pass: the day before the field's now
+            assert {(r.serial, r.state) for r in rows} == {
+                (s, profile_state(SEED, s, day, day + 95)) for s in dc_meters}, [(r.state, r.reason) for r in rows]
             assert max(row.attempts for row in rows) == 2  # failed once, retried once
             assert plans.run_info(second.id).counts.get("FAIL", 0) == 0
 
@@ -264,7 +266,7 @@ def test_n2pload_passes_over_a_lossy_fleet_with_unreachable_meters_and_an_outage
 
             # A day later the unreachable meters answer again; the DCs read (with loss), N2PLoad follows.
             fleet.clock.jump(timedelta(days=1))
-            end = EPOCH + timedelta(days=1)
+            end = interval_floor(EPOCH + timedelta(days=1))  # the last interval the meters have ended
             for _ in range(8):
                 for dc in fleet.concentrators.values():
                     await dc.read_cycle()

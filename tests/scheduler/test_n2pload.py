@@ -33,12 +33,16 @@ from scheduler.n2pload import (
 )
 from simulators.clock import FieldClock
 from simulators.energy import INTERVAL, interval_end, interval_index, profile_intervals, registers_at
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import EPOCH, interval_floor, meter_midnight, profile_state
 
 SEED = 11
 FAST = Timeouts(connect=1.0, read=1.0, release=0.3, retries=1)
-EPOCH = DEFAULT_EPOCH
 START = EPOCH - timedelta(days=1)
+#: What the DCs hold when the field starts at EPOCH, and where a first pass's watermark goes.
+MARK = interval_floor(EPOCH)
+#: The meters' last daily row at EPOCH: their local midnight.
+MIDNIGHT = meter_midnight(EPOCH)
 A_PLUS, A_MINUS = "1.0.1.8.0.255", "1.0.2.8.0.255"
 
 
@@ -117,6 +121,11 @@ def expected_profile(serial: str, start: datetime, end: datetime, skip: frozense
     return out
 
 
+def expected_state(serial: str, start: datetime, end: datetime) -> str:
+    """EXE, or WARN when the simulator flags a power cut in one of the intervals ending in (start, end]."""
+    return profile_state(SEED, serial, interval_index(start), interval_index(end) - 1)
+
+
 def values_of(stored: dict[tuple[datetime, str], tuple[float, int]]) -> dict[tuple[datetime, str], float]:
     return {key: value for key, (value, _) in stored.items()}
 
@@ -148,11 +157,11 @@ def test_a_day_of_profile_and_daily_values_stored_once_equal_to_the_simulator(
         async with field(tmp_path, engine, master_key) as (fleet, _registry, context):
             for serial in (DC_A, DC_B, P2P):
                 outcome = await collect_profile(context, item(context, serial))
-                assert outcome.state in ("EXE", "WARN"), outcome
+                assert outcome.state == expected_state(serial, START, EPOCH), outcome
                 assert not any("gap" in o or "nothing newer" in o for o in outcome.observations), outcome
                 assert outcome.stored == 192
                 assert values_of(stored_profile(engine, serial)) == expected_profile(serial, START, EPOCH)
-                assert watermark(engine, serial) == EPOCH
+                assert watermark(engine, serial) == MARK
                 state = collection(engine, serial)
                 assert state.reachable is True and state.last_contact == EPOCH and state.misses == 0
 
@@ -162,13 +171,13 @@ def test_a_day_of_profile_and_daily_values_stored_once_equal_to_the_simulator(
                     got = {(r.capture_time, r.obis): r.value for r in session.scalars(
                         select(RegisterReading).join(Meter, Meter.id == RegisterReading.meter_id)
                         .where(Meter.serial == serial))}
-                midnight = EPOCH - timedelta(hours=1)  # 00:00 local (UTC+1)
+                midnight = MIDNIGHT  # 00:00 local (UTC+1)
                 truth = registers_at(SEED, serial, midnight)
                 assert got == {(midnight, A_PLUS): truth.a_plus, (midnight, "1.0.1.8.1.255"): truth.a_plus_t1,
                                (midnight, "1.0.1.8.2.255"): truth.a_plus_t2, (midnight, A_MINUS): truth.a_minus}
                 assert watermark(engine, serial, "1.0.98.1.0.255") == midnight
 
-            # Nothing is due: the watermark is now; nothing is read, nothing stored twice.
+            # Nothing is due: the watermark is the last boundary; nothing is read, nothing stored twice.
             again = await run_pass(context)
             assert {o.state for o in again.values()} == {"EXE"} and all(o.stored == 0 for o in again.values())
 
@@ -243,11 +252,12 @@ def test_a_meters_profile_and_daily_values_share_one_session_and_meters_share_tr
             results = await asyncio.gather(*(
                 collect_meter(context, [item(context, serial), item(context, serial, "daily")]) for serial in serials))
             for serial, (profile, daily) in zip(serials, results, strict=True):
-                assert profile.state == "EXE" and profile.stored == 192, (serial, profile)
+                assert profile.state == expected_state(serial, START, EPOCH), (serial, profile)
+                assert profile.stored == 192, (serial, profile)
                 assert daily.state == "EXE" and daily.stored == 4, (serial, daily)
                 assert values_of(stored_profile(engine, serial)) == expected_profile(serial, START, EPOCH)
-                assert watermark(engine, serial) == EPOCH
-                assert watermark(engine, serial, "1.0.98.1.0.255") == EPOCH - timedelta(hours=1)
+                assert watermark(engine, serial) == MARK
+                assert watermark(engine, serial, "1.0.98.1.0.255") == MIDNIGHT
             assert sorted(sessions) == sorted(serials)  # one session per meter, not one per command
             store = for_loop(engine, "n2pload-store", lambda _c, r: r)
             assert store.requests == len(serials) and store.flushes < len(serials)
@@ -272,15 +282,16 @@ def test_the_dc_returning_nothing_newer_is_a_warn_and_the_meter_is_recorded_unre
             fleet.clock.jump(timedelta(hours=1))
             await dc_reads(fleet)  # the DC reaches DC_B, not DC_A
             outcomes = await run_pass(context)
-            assert outcomes[DC_B].state == "EXE" and outcomes[DC_B].stored == 8
+            assert outcomes[DC_B].state == expected_state(DC_B, MARK, fleet.clock.now())
+            assert outcomes[DC_B].stored == 8
             missed = outcomes[DC_A]
             assert missed.state == "WARN" and missed.stored == 0 and not missed.concentrator_unreachable
             (observation,) = missed.observations
-            assert "DC0001 returned nothing newer than 2024-03-01T00:00:00Z" in observation
+            assert f"DC0001 returned nothing newer than {MARK:%Y-%m-%dT%H:%M:%S}Z" in observation
             state = collection(engine, DC_A)
             assert state.reachable is False and state.misses == 1 and state.unreachable_since == start + \
                 timedelta(hours=1) and state.last_contact == EPOCH
-            assert watermark(engine, DC_A) == EPOCH
+            assert watermark(engine, DC_A) == MARK
 
             fleet.clock.jump(timedelta(hours=1))
             await dc_reads(fleet)
@@ -291,8 +302,8 @@ def test_the_dc_returning_nothing_newer_is_a_warn_and_the_meter_is_recorded_unre
             fleet.clock.jump(timedelta(hours=1))
             await dc_reads(fleet)
             back = (await run_pass(context))[DC_A]
-            assert back.state == "EXE" and back.stored == 2 * 12, back
             now = fleet.clock.now()
+            assert back.state == expected_state(DC_A, MARK, now) and back.stored == 2 * 12, back
             assert values_of(stored_profile(engine, DC_A)) == expected_profile(DC_A, START, now)
             state = collection(engine, DC_A)
             assert state.reachable is True and state.misses == 0 and state.unreachable_since is None
@@ -314,8 +325,9 @@ def test_a_dc_outage_fails_its_meters_and_the_next_pass_backfills_without_a_gap(
                     failed = outcomes[serial]
                     assert failed.state == "FAIL" and failed.retryable and failed.concentrator_unreachable
                     assert failed.reason is not None and failed.reason.startswith("concentrator DC0002 is unreachable")
-                    assert watermark(engine, serial) == EPOCH
-                assert outcomes[DC_A].state == "EXE"
+                    assert watermark(engine, serial) == MARK
+                now = fleet.clock.now()
+                assert outcomes[DC_A].state == expected_state(DC_A, now - timedelta(hours=1), now)
             with Session(engine) as session:
                 dc = session.get(Concentrator, "DC0002")
                 assert dc is not None and dc.reachable is False and dc.last_contact == EPOCH
@@ -324,9 +336,10 @@ def test_a_dc_outage_fails_its_meters_and_the_next_pass_backfills_without_a_gap(
             outcomes = await run_pass(context)
             now = fleet.clock.now()
             for serial in ("SIM000200000", "SIM000200001"):
-                assert outcomes[serial].state == "EXE" and outcomes[serial].stored == 2 * 12
+                assert outcomes[serial].state == expected_state(serial, MARK, now)
+                assert outcomes[serial].stored == 2 * 12
                 assert values_of(stored_profile(engine, serial)) == expected_profile(serial, START, now)
-                assert watermark(engine, serial) == now
+                assert watermark(engine, serial) == interval_floor(now)
             with Session(engine) as session:
                 assert session.scalar(select(func.count()).select_from(CollectionGap)) == 0
 
@@ -378,12 +391,14 @@ def test_a_gap_in_returned_data_is_flagged_stops_the_watermark_and_is_filled_nex
 
             # The next pass asks from the watermark again; the DC has the intervals now.
             again = await collect_profile(context, item(context, DC_A))
-            assert again.state in ("EXE", "WARN") and again.stored == 2 * 3, again
+            # Everything after the watermark comes again: WARN if a power cut is flagged in it.
+            assert again.state == expected_state(DC_A, interval_end(first + 39), EPOCH), again
+            assert again.stored == 2 * 3, again
             assert not any("gap" in o for o in again.observations)
             stored = stored_profile(engine, DC_A)
             assert values_of(stored) == expected_profile(DC_A, START, EPOCH)
             assert not any(quality & QUALITY_AFTER_GAP for _, quality in stored.values())
-            assert watermark(engine, DC_A) == EPOCH
+            assert watermark(engine, DC_A) == MARK
             with Session(engine) as session:
                 (gap,) = session.scalars(select(CollectionGap)).all()
                 assert gap.state == "filled" and gap.resolved_at == EPOCH
@@ -411,12 +426,14 @@ def test_a_gap_that_never_comes_is_declared_lost_and_the_watermark_moves_on(
                         assert watermark(engine, DC_B) == interval_end(first + 9)
                     else:
                         assert gap.state == "lost" and any("declared lost" in o for o in outcome.observations)
-                        assert watermark(engine, DC_B) == fleet.clock.now()
+                        assert watermark(engine, DC_B) == interval_floor(fleet.clock.now())
                 # Once lost, later passes go on from the watermark; no new gap record for it.
+                before = fleet.clock.now()
                 fleet.clock.jump(INTERVAL)
                 await dc_reads(fleet)
                 outcome = await collect_profile(context, item(context, DC_B))
-                assert outcome.state in ("EXE", "WARN") and not any("gap" in o for o in outcome.observations)
+                assert outcome.state == expected_state(DC_B, before, fleet.clock.now()), outcome
+                assert not any("gap" in o for o in outcome.observations)
             now = fleet.clock.now()
             # The first pass ran one interval after START: it looked back one day from then.
             assert values_of(stored_profile(engine, DC_B)) == expected_profile(DC_B, START + INTERVAL, now, skip=lost)
@@ -462,7 +479,7 @@ def test_a_lossy_fleet_with_unreachable_meters_and_an_outage_ends_with_every_int
                 assert START < first <= EPOCH
                 expected = expected_profile(serial, first, now)
                 assert stored == expected, serial
-                assert watermark(engine, serial) == now
+                assert watermark(engine, serial) == interval_floor(now)
                 total += len(expected)
             with Session(engine) as session:
                 assert session.scalar(select(func.count()).select_from(IntervalValue)) == total
@@ -513,7 +530,7 @@ def test_a_silent_dc_or_a_dead_p2p_link_fails_and_the_next_success_backfills(
             now = fleet.clock.now()
             for serial in (DC_A, P2P):
                 outcome = await collect_profile(context, item(context, serial))
-                assert outcome.state in ("EXE", "WARN") and outcome.stored == 8, outcome
+                assert outcome.state == expected_state(serial, MARK, now) and outcome.stored == 8, outcome
                 assert values_of(stored_profile(engine, serial)) == expected_profile(serial, START, now)
 
     run(body)
@@ -535,8 +552,9 @@ def test_a_kept_profile_shape_that_no_longer_matches_is_read_again(
             fleet.clock.jump(timedelta(hours=1))
             await dc_reads(fleet)
             outcome = await collect_profile(context, item(context, DC_A))
-            assert outcome.state in ("EXE", "WARN") and outcome.stored == 8, outcome
-            assert values_of(stored_profile(engine, DC_A)) == expected_profile(DC_A, START, fleet.clock.now())
+            now = fleet.clock.now()
+            assert outcome.state == expected_state(DC_A, MARK, now) and outcome.stored == 8, outcome
+            assert values_of(stored_profile(engine, DC_A)) == expected_profile(DC_A, START, now)
             with Session(engine) as session:
                 again = session.get(CollectionWatermark, (meter_id, "1.0.99.1.0.255"))
                 assert again is not None and again.shape == kept
@@ -549,7 +567,7 @@ def test_nothing_is_asked_before_a_capture_period_has_passed(tmp_path: Path, eng
         async with field(tmp_path, engine, master_key) as (fleet, _registry, context):
             assert (await collect_daily(context, item(context, DC_A, "daily"))).stored == 4
             fleet.set_outage("DC0001", True)  # any contact would now FAIL
-            fleet.clock.jump(timedelta(hours=20))
+            fleet.clock.jump(MIDNIGHT + timedelta(hours=21) - EPOCH)  # 21 h after the last daily row
             quiet = await collect_daily(context, item(context, DC_A, "daily"))
             assert quiet == ItemOutcome("EXE")  # the next daily row is 24 h after the last: not asked
             fleet.clock.jump(timedelta(hours=5))

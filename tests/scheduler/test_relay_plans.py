@@ -31,7 +31,8 @@ from scheduler.models import Plan, PlanItem
 from scheduler.plans import DisconnectNotConfirmed, PlanError, Plans, PlanSpec, UnknownPlan
 from scheduler.service import SchedulerService, ServiceOptions
 from simulators.clock import FieldClock
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import EPOCH
 
 SEED = 11
 FAST = Timeouts(connect=1.0, read=1.0, release=0.3, retries=1)
@@ -52,8 +53,8 @@ def run(body: Callable[[], Awaitable[None]], limit: float = 90.0) -> None:
 @contextlib.asynccontextmanager
 async def field(tmp_path: Path, engine: Engine, master_key: MasterKey) -> AsyncIterator[tuple[Fleet, ExecutionContext]]:
     options = FleetOptions(concentrators=1, meters_per_dc=4, p2p=1, seed=SEED, schedule=False, loss=0.0,
-                           epoch=DEFAULT_EPOCH)
-    fleet = Fleet(options, clock=FieldClock(DEFAULT_EPOCH, 0.0))
+                           epoch=EPOCH)
+    fleet = Fleet(options, clock=FieldClock(EPOCH, 0.0))
     async with fleet:
         registry = Registry(engine, master_key, clock=fleet.clock.now)
         fleet.write_manifest(tmp_path / "fleet.json")

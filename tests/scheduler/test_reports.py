@@ -14,10 +14,14 @@ from hes.db.models import IntervalValue, Meter
 from scheduler.n2pload import collect_profile
 from scheduler.reports import ReportError, completeness, silent
 from simulators.energy import interval_index
-from tests.scheduler.test_n2pload import DC_A, DC_B, EPOCH, START, field, item, meter_loses, run, run_pass
+from tests.fieldtime import EPOCH, utc_midnight
+from tests.scheduler.test_n2pload import DC_A, DC_B, field, item, meter_loses, run, run_pass
 
 DC_C, P2P = "SIM000100002", "P2P000000000"
-DAY = date(2024, 2, 29)  # START .. EPOCH is this UTC day
+#: The field stands at a UTC midnight (the one of the pinned epoch's day): its first pass collects the day before.
+MIDNIGHT = utc_midnight(EPOCH)
+START = MIDNIGHT - timedelta(days=1)
+DAY = START.date()  # START .. MIDNIGHT is this UTC day (2024-02-29 by default)
 
 
 def set_commissioning(engine: Engine, dates: dict[str, date]) -> None:
@@ -31,7 +35,7 @@ def test_completeness_of_a_day_per_meter_with_threshold_and_partial_days(
     first = interval_index(START)
 
     async def body() -> None:
-        async with field(tmp_path, engine, master_key, meters_per_dc=3) as (_fleet, registry, context):
+        async with field(tmp_path, engine, master_key, epoch=MIDNIGHT, meters_per_dc=3) as (_fleet, registry, context):
             set_commissioning(engine, {DC_A: date(2024, 1, 1), DC_B: date(2024, 1, 1), DC_C: date(2024, 1, 1),
                                        P2P: DAY})
             await collect_profile(context, item(context, DC_A))
@@ -41,9 +45,9 @@ def test_completeness_of_a_day_per_meter_with_threshold_and_partial_days(
                 await collect_profile(context, item(context, DC_C))
             await collect_profile(context, item(context, P2P))
 
-            report = completeness(engine, DAY, as_of=EPOCH + timedelta(days=1))
+            report = completeness(engine, DAY, as_of=MIDNIGHT + timedelta(days=1))
             data = report.to_json()
-            assert data["day"] == "2024-02-29" and data["meters"] == 3 and data["meters_complete"] == 1
+            assert data["day"] == DAY.isoformat() and data["meters"] == 3 and data["meters_complete"] == 1
             assert data["meters_complete_share"] == round(1 / 3, 6)
             assert data["intervals_expected"] == 288 and data["intervals_stored"] == 96 + 93 + 95
             assert data["intervals_share"] == round(284 / 288, 6)
@@ -53,7 +57,7 @@ def test_completeness_of_a_day_per_meter_with_threshold_and_partial_days(
             assert data["excluded"] == [{"serial": P2P, "reason": "commissioned during the day"}]
             assert 0 <= data["meters_at_or_above_threshold_share"] <= 1
 
-            assert completeness(engine, DAY, threshold=96, as_of=EPOCH).to_json()["below_threshold"] == []
+            assert completeness(engine, DAY, threshold=96, as_of=MIDNIGHT).to_json()["below_threshold"] == []
             # Half the day gone: only the intervals ended so far are expected.
             half = completeness(engine, DAY, as_of=START + timedelta(hours=12)).to_json()
             assert half["intervals_expected"] == 3 * 48 and half["intervals_stored"] == 48 + 45 + 48
@@ -61,11 +65,11 @@ def test_completeness_of_a_day_per_meter_with_threshold_and_partial_days(
             # A meter decommissioned that day is not judged on it; one decommissioned before is not there.
             registry.decommission(DC_C, when=DAY)
             registry.decommission(DC_B, when=date(2024, 2, 1))
-            later = completeness(engine, DAY, as_of=EPOCH).to_json()
+            later = completeness(engine, DAY, as_of=MIDNIGHT).to_json()
             assert later["meters"] == 1 and later["below_threshold"] == []
             assert {"serial": DC_C, "reason": "decommissioned during the day"} in later["excluded"]
             # The next day: nothing collected yet.
-            empty = completeness(engine, date(2024, 3, 1), as_of=EPOCH + timedelta(days=1)).to_json()
+            empty = completeness(engine, MIDNIGHT.date(), as_of=MIDNIGHT + timedelta(days=1)).to_json()
             assert empty["meters"] == 2 and empty["intervals_stored"] == 0
             assert empty["below_threshold"] == [P2P, DC_A] and empty["excluded"] == []
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from simulators.clock import FieldClock
-
-EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+from tests.fieldtime import EPOCH
 
 
 class FakeMonotonic:

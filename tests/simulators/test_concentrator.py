@@ -29,7 +29,8 @@ from simulators.concentrator import (
     DcEvent,
     SecurityConfig,
 )
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetOptions
+from simulators.fleet import Fleet, FleetOptions
+from tests.fieldtime import EPOCH
 from tests.simulators.netclient import NetClient
 
 HES_TITLE = b"HES00001"
@@ -56,9 +57,9 @@ def client_config(security: SecurityConfig, gateway: GatewayAddress | None = Non
 def run(body: Callable[[Fleet], Awaitable[None]], **options: object) -> None:
     """Build a frozen-clock fleet (no link latency, no loss), start it, run ``body``, stop it; bounded."""
     settings: dict[str, object] = {"concentrators": 1, "meters_per_dc": 4, "seed": 11, "plc_latency": 0.0,
-                                   "loss": 0.0, "schedule": False}
+                                   "loss": 0.0, "schedule": False, "epoch": EPOCH}
     settings.update(options)
-    fleet = Fleet(FleetOptions(**settings), clock=FieldClock(DEFAULT_EPOCH, 0.0))  # type: ignore[arg-type]
+    fleet = Fleet(FleetOptions(**settings), clock=FieldClock(EPOCH, 0.0))  # type: ignore[arg-type]
 
     async def main() -> None:
         async with asyncio.timeout(20):
@@ -256,8 +257,9 @@ def test_outage_given_at_start_and_unknown_wport() -> None:
 def test_any_bytes_from_a_client_get_an_answer_or_none_never_an_exception(
     payload: bytes, gateway: bool, wport: int
 ) -> None:
-    fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=1, seed=2, plc_latency=0.0, loss=0.0, schedule=False),
-                  clock=FieldClock(DEFAULT_EPOCH, 0.0))
+    fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=1, seed=2, plc_latency=0.0, loss=0.0, schedule=False,
+                               epoch=EPOCH),
+                  clock=FieldClock(EPOCH, 0.0))
     device = fleet.concentrators["DC0001"].logical_device(wport)
     assert device is not None
     session = device.open_session(0x10)

@@ -11,8 +11,9 @@ import pytest
 
 from protocols.obis import ObisCode
 from simulators.clock import FieldClock
-from simulators.fleet import DEFAULT_EPOCH, Fleet, FleetError, FleetOptions
+from simulators.fleet import Fleet, FleetError, FleetOptions
 from simulators.manifest import Manifest, ManifestError, read_manifest
+from tests.fieldtime import EPOCH
 from tests.simulators.netclient import HdlcTarget, NetClient
 from tests.simulators.test_concentrator import client_config
 
@@ -22,9 +23,10 @@ METER_KEYS = ["serial", "make", "model", "firmware", "device_type", "concentrato
 
 
 def build(**options: object) -> Fleet:
-    settings: dict[str, object] = {"concentrators": 2, "meters_per_dc": 5, "p2p": 4, "seed": 3, "schedule": False}
+    settings: dict[str, object] = {"concentrators": 2, "meters_per_dc": 5, "p2p": 4, "seed": 3, "schedule": False,
+                                   "epoch": EPOCH}
     settings.update(options)
-    return Fleet(FleetOptions(**settings), clock=FieldClock(DEFAULT_EPOCH, 0.0))  # type: ignore[arg-type]
+    return Fleet(FleetOptions(**settings), clock=FieldClock(EPOCH, 0.0))  # type: ignore[arg-type]
 
 
 def test_manifest_has_the_registry_format(tmp_path: Path) -> None:
@@ -42,7 +44,7 @@ def test_manifest_has_the_registry_format(tmp_path: Path) -> None:
     assert list(raw) == ["format", "concentrators", "meters", "x-simulation"]
     assert raw["format"] == "hes-registry/1"
     assert raw["x-simulation"] == {"generator": "hes sim fleet", "seed": 3,
-                                   "field_epoch": DEFAULT_EPOCH.isoformat(), "time_scale": 1.0}
+                                   "field_epoch": EPOCH.isoformat(), "time_scale": 1.0}
     assert [dc["id"] for dc in raw["concentrators"]] == ["DC0001", "DC0002"]
     for dc in raw["concentrators"]:
         assert list(dc) == ["id", "host", "port", "wport", "client_sap", "network_id", "link", "security"]
@@ -130,7 +132,7 @@ def test_p2p_meters_answer_over_wrapper_and_hdlc_with_the_manifest_security() ->
 
 def test_schedule_reads_every_period_in_scaled_time() -> None:
     # 15 field minutes per 0.05 wall seconds: a few read cycles in well under a second.
-    fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=3, seed=1, time_scale=18_000.0, loss=0.0))
+    fleet = Fleet(FleetOptions(concentrators=1, meters_per_dc=3, seed=1, time_scale=18_000.0, loss=0.0, epoch=EPOCH))
 
     async def main() -> None:
         async with asyncio.timeout(10):
@@ -139,6 +141,6 @@ def test_schedule_reads_every_period_in_scaled_time() -> None:
                 while dc.cycles < 3:
                     await asyncio.sleep(0.02)
                 marks = [m.last_read for m in dc.meters]
-        assert all(mark is not None and mark > DEFAULT_EPOCH + timedelta(minutes=15) for mark in marks)
+        assert all(mark is not None and mark > EPOCH + timedelta(minutes=15) for mark in marks)
 
     asyncio.run(main())

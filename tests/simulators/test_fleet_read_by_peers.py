@@ -26,6 +26,7 @@ from gurux_dlms.secure import GXDLMSSecureClient
 
 from protocols.cosem_datetime import CosemDateTime
 from simulators.energy import FIELD_EPOCH, INTERVAL, profile_intervals, registers_at
+from tests.fieldtime import EPOCH, format_epoch, interval_floor
 from tests.peers.gurux_peer import decode_data as gurux_decode_data
 from tests.simulators.test_peers_read import (
     CLOCK_LN,
@@ -47,7 +48,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     manifest = tmp_path_factory.mktemp("fleet") / "fleet.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "sim", "fleet", "--concentrators", "1", "--meters-per-dc", "2",
-         "--p2p", "8", "--seed", SEED, "--time-scale", "0", "--manifest", str(manifest), "--make-b", MAKE_B_SERIAL],
+         "--p2p", "8", "--seed", SEED, "--time-scale", "0", "--epoch", format_epoch(EPOCH),
+         "--manifest", str(manifest), "--make-b", MAKE_B_SERIAL],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
@@ -84,7 +86,7 @@ def _expected(fleet: dict[str, Any], serial: str) -> tuple[datetime, dict[str, i
     simulation = fleet["x-simulation"]
     now = datetime.fromisoformat(simulation["field_epoch"])
     registers = registers_at(simulation["seed"], serial, now)
-    day = now - timedelta(days=1)
+    day = interval_floor(now) - timedelta(days=1)
     first = (day - FIELD_EPOCH) // INTERVAL
     rows = [(FIELD_EPOCH + (r.interval + 1) * INTERVAL, r.status, r.a_plus, r.a_minus)
             for r in profile_intervals(simulation["seed"], serial, first, first + 95)]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from protocols.errors import TransportError
 from simulators.clock import FieldClock
 from simulators.links import LinkLost, LinkModel, LinkSettingsError
+from tests.fieldtime import EPOCH
 from tests.simulators.test_transport import run
-
-EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_presets_plc_is_seconds_rf_is_sub_second() -> None:

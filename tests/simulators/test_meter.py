@@ -61,12 +61,15 @@ from simulators.meter import (
     MeterSession,
     SimulatedMeter,
 )
+from tests.fieldtime import EPOCH, utc_midnight
 
 EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 AK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
 METER_TITLE = bytes.fromhex("4D4D4D0000BC614E")
 HES_TITLE = bytes.fromhex("4845530000000001")
-NOW = datetime(2024, 6, 15, 10, 7, 30, tzinfo=UTC)
+NOW = EPOCH + timedelta(days=106, hours=10, minutes=7, seconds=30)  # 2024-06-15T10:07:30Z by default
+#: A UTC day of the meter's history, five days before NOW.
+DAY = utc_midnight(NOW) - timedelta(days=5)
 SEED = 42
 
 
@@ -202,7 +205,7 @@ def test_clock_serial_registers_voltage(policy: str) -> None:
 def test_profile_day_equals_interval_energy() -> None:
     meter = SimulatedMeter(config("hls-gmac"), frozen(), MemoryCounterStore())
     reader = connected(meter, "hls-gmac")
-    day = datetime(2024, 6, 10, tzinfo=UTC)
+    day = DAY
     data = reader.get_raw(7, LOAD_PROFILE, 2, time_range(day + timedelta(minutes=15), day + timedelta(days=1)))
     assert isinstance(data, bytes)
     columns = [ProfileColumn.of(CaptureObjectDefinition.from_data(c)) for c in reader.get(7, LOAD_PROFILE, 3).value]
@@ -265,7 +268,7 @@ def test_profile_keeps_a_hundred_days() -> None:
 def test_daily_billing_values() -> None:
     meter = SimulatedMeter(config(), frozen(), MemoryCounterStore())
     reader = connected(meter)
-    since = datetime(2024, 6, 10, tzinfo=UTC)
+    since = DAY
     rows = reader.get(7, DAILY_BILLING, 2, time_range(since, since + timedelta(days=3))).value
     assert len(rows) == 3
     for row in rows:
@@ -313,18 +316,21 @@ def test_disconnect_then_reconnect_zero_energy_between() -> None:
     assert reader.action(70, DISCONNECT_CONTROL, 2) == ActionResultCode.SUCCESS
     assert [reader.get(70, DISCONNECT_CONTROL, a).value for a in (2, 3)] == [True, 1]
     clock.jump(timedelta(hours=1))
-    off_from = energy.interval_index(NOW)
-    off_to = energy.interval_index(NOW + timedelta(hours=3))
+    windows = meter.windows
+    assert windows == ((NOW, NOW + timedelta(hours=3)),)
     rows = reader.get(7, LOAD_PROFILE, 2, time_range(NOW - timedelta(hours=1), clock.now())).value
+    inside = 0
     for previous, row in itertools.pairwise(rows):
         index = energy.interval_index(when_of(row.value[0])) - 1
         step = row.value[2].value - previous.value[2].value
-        if off_from <= index <= off_to:
+        # An interval the open relay overlaps, even partly, records nothing; the others what the household drew.
+        assert step == energy.measured_interval(SEED, "SIM00000042", index, windows)[0]
+        if energy.interval_start(index) >= NOW and energy.interval_end(index) <= NOW + timedelta(hours=3):
             assert step == 0
-        else:
+            inside += 1
+        elif energy.interval_end(index) <= NOW or energy.interval_start(index) >= NOW + timedelta(hours=3):
             assert step == energy.measured_interval(SEED, "SIM00000042", index)[0]
-    windows = meter.windows
-    assert windows == ((NOW, NOW + timedelta(hours=3)),)
+    assert inside >= 11  # three hours of open relay: 11 or 12 whole intervals, as NOW falls
     expected = energy.registers_at(SEED, "SIM00000042", clock.now(), windows)
     assert reader.get(3, A_PLUS, 2).value == expected.a_plus
     assert expected.a_plus < energy.registers_at(SEED, "SIM00000042", clock.now()).a_plus

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -45,12 +45,13 @@ from simulators.optical import (
     check_even_parity,
     with_even_parity,
 )
+from tests.fieldtime import EPOCH, utc_midnight
 from tests.simulators.test_optical_probe import OpticalProbe, OpticalProbeError
 
 SEED = "optical-tests"
 SERIAL = "OPT00000001"
-NOW = datetime(2024, 3, 20, 10, 7, 30, tzinfo=UTC)
-DAY = datetime(2024, 3, 18, tzinfo=UTC)
+NOW = EPOCH + timedelta(days=19, hours=10, minutes=7, seconds=30)  # 2024-03-20T10:07:30Z by default
+DAY = utc_midnight(NOW) - timedelta(days=2)
 EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 AK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
 METER_TITLE = bytes.fromhex("4D4D4D0000BC614E")

@@ -16,6 +16,7 @@ from simulators.counters import MemoryCounterStore
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at
 from simulators.meter import A_PLUS, LOAD_PROFILE, MeterConfig, SimulatedMeter
 from simulators.p2p import Interface, PointToPointMeter, PointToPointStateError
+from tests.fieldtime import EPOCH, meter_midnight
 from tests.simulators.netclient import HdlcTarget, NetClient
 from tests.simulators.test_transport import (
     AK,
@@ -28,7 +29,7 @@ from tests.simulators.test_transport import (
     run,
 )
 
-FIELD_NOW = datetime(2024, 3, 10, 12, 7, tzinfo=UTC)
+FIELD_NOW = EPOCH + timedelta(days=9, hours=12, minutes=7)  # 2024-03-10T12:07Z by default
 METER_TITLE = bytes.fromhex("4D4D4D0000BC614E")
 
 
@@ -45,9 +46,9 @@ def real_meter(secure: bool, *, drift: float = 0.0) -> SimulatedMeter:
 
 async def read_real_day(client: NetClient, meter: SimulatedMeter) -> tuple[list[tuple[object, ...]],
                                                                           list[tuple[object, ...]]]:
-    """Read 9 March 2024 (local) of load profile: (rows read, rows the energy functions say)."""
+    """Read the local day before FIELD_NOW's (9 March 2024 by default): (rows read, rows the energy functions say)."""
     seed, serial = meter.config.seed, meter.config.serial
-    day = datetime(2024, 3, 8, 23, 0, tzinfo=UTC)  # local midnight (UTC+1) of 9 March
+    day = meter_midnight(FIELD_NOW) - timedelta(days=1)  # the meter's local day before FIELD_NOW's
     selection = RangeDescriptor(
         CaptureObjectDefinition(8, CLOCK, 2),
         Data.octet_string(CosemDateTime.from_datetime(day + timedelta(minutes=15), deviation=0).encode()),

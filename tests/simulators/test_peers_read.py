@@ -31,6 +31,7 @@ from simulators.links import LinkModel
 from simulators.makes import MAKE_A, MAKE_B, DeviceType
 from simulators.meter import MeterConfig, SimulatedMeter
 from simulators.p2p import Interface, PointToPointMeter
+from tests.fieldtime import EPOCH, utc_midnight
 from tests.peers import GREEN_BOOK_AK, GREEN_BOOK_EK, GREEN_BOOK_SYSTEM_TITLE
 from tests.peers.gurux_peer import decode_data as gurux_decode_data
 
@@ -38,8 +39,8 @@ T = TypeVar("T")
 
 SEED = "peer-reads"
 SERIAL = "PEER0000001"
-NOW = datetime(2024, 3, 20, 10, 7, 30, tzinfo=UTC)
-DAY = datetime(2024, 3, 18, tzinfo=UTC)
+NOW = EPOCH + timedelta(days=19, hours=10, minutes=7, seconds=30)  # 2024-03-20T10:07:30Z by default
+DAY = utc_midnight(NOW) - timedelta(days=2)
 CLIENT_TITLE = bytes.fromhex("4845530000000001")
 TIMEOUT = 5.0
 CLOCK_LN = "0.0.1.0.0.255"

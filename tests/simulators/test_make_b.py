@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -39,6 +39,7 @@ from simulators.meter import (
     SimulatedMeter,
     objects_of,
 )
+from tests.fieldtime import utc_midnight
 from tests.simulators.test_meter import NOW, SEED, config, connected, frozen, time_range, when_of
 
 SERIAL = "SIM00000042"
@@ -110,7 +111,7 @@ def test_load_profile_layout_and_rows() -> None:
         (8, CLOCK, 2), (3, A_MINUS, 2), (3, A_PLUS, 2), (1, STATUS_WORD_B, 2),
     ]
     assert reader.get(7, LOAD_PROFILE_B, 4).value == 900
-    day = datetime(2024, 6, 10, tzinfo=UTC)
+    day = utc_midnight(NOW) - timedelta(days=5)  # 2024-06-10 by default
     rows = reader.get(7, LOAD_PROFILE_B, 2, time_range(day + timedelta(minutes=15), day + timedelta(days=1))).value
     first = energy.interval_index(day)
     expected = list(energy.profile_intervals(SEED, SERIAL, first, first + 95))
@@ -133,7 +134,7 @@ def test_daily_values_layout_and_rows() -> None:
     columns = [CaptureObjectDefinition.from_data(c) for c in reader.get(7, DAILY_VALUES_B, 3).value]
     assert [c.logical_name for c in columns] == [CLOCK, A_PLUS, A_MINUS]
     assert reader.get(7, DAILY_VALUES_B, 4).value == 86400
-    since = datetime(2024, 6, 10, tzinfo=UTC)
+    since = utc_midnight(NOW) - timedelta(days=5)
     rows = reader.get(7, DAILY_VALUES_B, 2, time_range(since, since + timedelta(days=3))).value
     assert len(rows) == 3
     for row in rows:

@@ -59,8 +59,9 @@ def fleet(
     loss: Annotated[float | None, typer.Option("--loss", help="Chance one transmission of an APDU is lost on the "
                                                               "PLC/RF hop (0..1; default 0.02 PLC, 0.01 RF).")] = None,
     link_retries: Annotated[int | None, typer.Option(
-        "--link-retries", min=0, max=15,
-        help="Times the link layer sends a lost APDU again before it is lost for the head-end (default 3).")] = None,
+        "--link-retries",
+        help="Times the link layer sends a lost APDU again before it is lost for the head-end (0..15; default 3).")
+    ] = None,
     unreachable_share: Annotated[
         float, typer.Option("--unreachable-share", help="Share of DC meters unreachable for the first field day.")
     ] = 0.0,

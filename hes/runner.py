@@ -234,6 +234,7 @@ class Runner:
         self.pool = pool
         self.deadlines = deadlines or (registry.deadlines if registry is not None else DEFAULT_DEADLINES)
         self.timeouts = timeouts
+        self._timeouts: dict[tuple[bool, str, float | None] | None, Timeouts] = {}
         self.connect = connect
         self.clock = clock
         self.clock_policy = clock_policy or (registry.dc_clock if registry is not None else DEFAULT_POLICY)
@@ -325,12 +326,15 @@ class Runner:
         given = self.timeouts
         if given is not None:
             return given
-        if isinstance(route, ViaConcentrator):
-            read = self.deadlines.for_exchange(tunnelled=route.tunnelled, medium=route.medium,
-                                               override=route.response_deadline)
-        else:
-            read = self.deadlines.for_exchange(tunnelled=False)
-        return dataclasses.replace(_BASE_TIMEOUTS, read=read)
+        key = (route.tunnelled, route.medium, route.response_deadline) if isinstance(route, ViaConcentrator) else None
+        timeouts = self._timeouts.get(key)
+        if timeouts is None:  # a few links in a fleet: each one's deadlines built once
+            if key is not None:
+                read = self.deadlines.for_exchange(tunnelled=key[0], medium=key[1], override=key[2])
+            else:
+                read = self.deadlines.for_exchange(tunnelled=False)
+            timeouts = self._timeouts[key] = dataclasses.replace(_BASE_TIMEOUTS, read=read)
+        return timeouts
 
     async def session(self, prepared: Prepared, body: Body[T], *, connect: LinkFactory | None = None,
                       rng: Callable[[int], bytes] | None = None, **options: Any) -> SessionResult[T]:

@@ -22,6 +22,7 @@ __all__ = [
     "insert_gap",
     "load_gaps",
     "load_watermark",
+    "load_watermarks",
     "record_attempts",
     "record_misses",
     "record_reached",
@@ -37,6 +38,7 @@ _WATERMARK_SQL = (
     "WHERE g.meter_id = ? AND g.profile_obis = ? AND g.state IN ('open', 'lost')) "
     "FROM (SELECT 1 AS one) AS here LEFT JOIN collection_watermarks w ON w.meter_id = ? AND w.profile_obis = ?"
 )
+_WATERMARKS_SQL: dict[int, str] = {}  # by the number of profiles asked: one statement for all of a meter's marks
 _GAPS_SQL = ("SELECT id, first_missing, last_missing, missing, attempts, state FROM collection_gaps "
              "WHERE meter_id = ? AND profile_obis = ? AND state IN ('open', 'lost')")
 _WATERMARK_UPSERT_SQL = (
@@ -105,6 +107,22 @@ class GapRow:
 def load_watermark(connection: Connection, meter_id: int, obis: str) -> Watermark:
     until, shape, period, gaps = run(connection, _WATERMARK_SQL, (meter_id, obis, meter_id, obis)).fetchone()
     return Watermark(from_db(until), shape, None if period is None else int(period), int(gaps or 0))
+
+
+def load_watermarks(connection: Connection, meter_id: int, obises: Sequence[str]) -> dict[str, Watermark]:
+    """``load_watermark`` for each of a meter's profiles, in one statement (a pass asks it for every meter)."""
+    if len(obises) == 1:
+        return {obises[0]: load_watermark(connection, meter_id, obises[0])}
+    sql = _WATERMARKS_SQL.get(len(obises))
+    if sql is None:
+        sql = _WATERMARKS_SQL[len(obises)] = " UNION ALL ".join(
+            f"SELECT {i}, * FROM ({_WATERMARK_SQL}) AS m{i}" for i in range(len(obises)))
+    params = [value for obis in obises for value in (meter_id, obis, meter_id, obis)]
+    out: dict[str, Watermark] = {}
+    for index, until, shape, period, gaps in run(connection, sql, params).fetchall():
+        out[obises[int(index)]] = Watermark(from_db(until), shape, None if period is None else int(period),
+                                            int(gaps or 0))
+    return out
 
 
 def load_gaps(connection: Connection, meter_id: int, obis: str) -> list[GapRow]:

@@ -36,6 +36,7 @@ from hes.checks import Refused
 from hes.crash import crash_point
 from hes.db.collection import (
     insert_gap,
+    load_watermarks,
     record_attempts,
     record_misses,
     record_reached,
@@ -126,8 +127,9 @@ def _prepare_in(connection: Connection, request: _PrepareRequest) -> _Prepared:
     # The profiles the meter's device type has: their OBIS codes, their status word.
     device_type = runner.registry.device_type_of(facts)
     kinds = [kind_of(device_type, item.command) for item in request.items]
+    marks = load_watermarks(connection, facts.id, [str(kind.obis) for kind in kinds])
     plans = [plan_for(connection, facts.id, facts.serial, facts.concentrator_id, facts.created_at, item, kind,
-                      request.now) for item, kind in zip(request.items, kinds, strict=True)]
+                      marks[str(kind.obis)], request.now) for item, kind in zip(request.items, kinds, strict=True)]
     count = budget(plans, kinds)
     if not count:
         return _Prepared(kinds, plans, None)

@@ -1,6 +1,7 @@
 """What N2PLoad asks one meter for: the range after its watermark, its gaps, the profile's kept shape.
 
-``plan_for`` reads the watermark (and the gaps still open) of one meter and profile and decides
+``plan_for`` takes the watermark of one meter and profile (``hes.db.collection.load_watermarks``
+reads all of a meter's in one statement), reads the gaps still open when there are some, and decides
 the range to ask: from the watermark (or, for a first collection, from the meter's registration,
 at least ``DEFAULT_LOOKBACK`` back) to now, at most ``MAX_SPAN``; nothing when less than a capture
 period has passed since the last row (an hourly pass reads daily values once a day).
@@ -16,7 +17,7 @@ from typing import Literal
 from sqlalchemy import Connection
 
 from hes.checks import Refused
-from hes.db.collection import GapRow, load_gaps, load_watermark
+from hes.db.collection import GapRow, Watermark, load_gaps
 from hes.devicetypes import DeviceType
 from hes.reads import counter_budget
 from protocols.obis import ObisCode
@@ -85,10 +86,9 @@ class Plan:
 
 
 def plan_for(connection: Connection, meter_id: int, serial: str, dc_id: str | None, registered: datetime | None,
-             item: WorkItem, kind: Kind, now: datetime) -> Plan:
-    """What to ask meter ``meter_id`` for, for ``kind`` (see the module docstring)."""
+             item: WorkItem, kind: Kind, mark: Watermark, now: datetime) -> Plan:
+    """What to ask meter ``meter_id`` for, for ``kind`` whose watermark is ``mark`` (see the module docstring)."""
     obis = str(kind.obis)
-    mark = load_watermark(connection, meter_id, obis)
     open_gaps: list[GapRow] = []
     lost_gaps: set[datetime] = set()
     if mark.gaps:

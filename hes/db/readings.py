@@ -345,18 +345,24 @@ _REGISTERS = _table(RegisterReading)
 _EVENTS = _table(EventRecord)
 
 
+def _interval_data(rows: Sequence[IntervalRow], at: Callable[[datetime], Any], now: Any) -> list[tuple[Any, ...]]:
+    """``rows`` as driver values in table column order (``now``: their stored_at, converted).
+
+    Each distinct interval end is converted once: a batch's rows share a few hundred ends (every
+    channel, every meter of a pass), and a conversion is a call where a dict lookup is not.
+    """
+    ends = {end: at(end) for end in {row[3] for row in rows}}
+    return [(meter, obis, attribute, ends[end], float(value), scaler, unit, status, quality, now)
+            for meter, obis, attribute, end, value, scaler, unit, status, quality in rows]
+
+
 def store_intervals(bind: Bind, rows: Iterable[IntervalRow]) -> int:
     """Store interval values, skipping those already stored; returns how many were new. Commit is the caller's."""
     connection = _connection(bind)
     at = _time_converter(connection.dialect.name)
     now = at(datetime.now(UTC))
     originals = list(rows)
-    data = [
-        (r.meter_id, r.obis, r.attribute, at(r.interval_end), float(r.value), r.scaler, r.unit, r.status,
-         r.quality, now)
-        for r in originals
-    ]
-    return _store(connection, _INTERVALS, data, originals, "intervals")
+    return _store(connection, _INTERVALS, _interval_data(originals, at, now), originals, "intervals")
 
 
 def store_registers(bind: Bind, rows: Iterable[RegisterRow]) -> int:
@@ -402,11 +408,7 @@ def store_many(bind: Bind, groups: Sequence[tuple[Sequence[IntervalRow], Sequenc
         owners_i.extend(itertools.repeat(number, len(group_intervals)))
         registers.extend(group_registers)
         owners_r.extend(itertools.repeat(number, len(group_registers)))
-    interval_data = [
-        (r.meter_id, r.obis, r.attribute, at(r.interval_end), float(r.value), r.scaler, r.unit, r.status,
-         r.quality, now)
-        for r in intervals
-    ]
+    interval_data = _interval_data(intervals, at, now)
     register_data = [
         (r.meter_id, r.obis, at(r.capture_time), float(r.value), r.scaler, r.unit, r.deviation_minutes, now)
         for r in registers

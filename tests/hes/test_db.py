@@ -346,3 +346,31 @@ def test_orders_and_the_audit_trail(engine: Engine) -> None:
         stored = session.scalars(select(Order).where(Order.state == "WARN")).one()
         assert stored.parameters == {"what": "profile"} and stored.finished_at is not None
         assert stored.started_at is not None and stored.started_at <= stored.finished_at
+
+
+def test_a_meters_watermarks_in_one_statement_equal_each_one_alone(engine: Engine) -> None:
+    """``load_watermarks`` (N2PLoad's prepare) gives what ``load_watermark`` gives per profile: a mark with its
+    open or lost gaps, a mark without gaps, and none."""
+    from hes.db.collection import insert_gap, load_watermark, load_watermarks, upsert_watermarks
+
+    with session_factory(engine)() as session:
+        session.add(Meter(serial="WM0", host="127.0.0.1", port=1))
+        session.commit()
+        meter = meter_ids(session, ["WM0"])["WM0"]
+    profile, daily, events = "1.0.99.1.0.255", "1.0.98.1.0.255", "0.0.99.98.0.255"
+    with engine.begin() as connection:
+        upsert_watermarks(connection, [(meter, profile, DAY, 900, '{"shape": 1}', DAY),
+                                       (meter, daily, DAY - timedelta(days=1), 86400, None, DAY)])
+        insert_gap(connection, meter, profile, DAY - timedelta(hours=2), DAY - timedelta(hours=1), 5, "open", DAY, None)
+        insert_gap(connection, meter, profile, DAY - timedelta(hours=5), DAY - timedelta(hours=4), 5, "lost", DAY, None)
+        insert_gap(connection, meter, profile, DAY - timedelta(hours=8), DAY - timedelta(hours=7), 5, "filled", DAY,
+                   DAY)
+    with engine.connect() as connection:
+        together = load_watermarks(connection, meter, [profile, daily, events])
+        alone = {obis: load_watermark(connection, meter, obis) for obis in (profile, daily, events)}
+        assert load_watermarks(connection, meter, [daily]) == {daily: alone[daily]}
+    assert together == alone
+    assert (together[profile].collected_until, together[profile].period, together[profile].gaps) == (DAY, 900, 2)
+    assert together[profile].shape == '{"shape": 1}'
+    assert (together[daily].collected_until, together[daily].gaps) == (DAY - timedelta(days=1), 0)
+    assert together[events].collected_until is None and together[events].gaps == 0

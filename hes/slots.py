@@ -9,8 +9,9 @@ it leaves the queue; cancelled just after its slot was granted, it passes the sl
   the unit opens inside finds the slot already held instead of taking a second one (which, at the
   budget, would wait for itself).
 - ``DeviceLocks``: one session at a time per device that checks invocation counters
-  (``concentrator.keys.CounterKeys.lock``). Not re-entrant: a task that asks again for a lock it
-  holds has a bug, and is told so at once instead of waiting for ever.
+  (``concentrator.keys.CounterKeys.lock``); and, as ``Gate.meters``, one plan engine unit at a time
+  per meter. Not re-entrant: a task that asks again for a lock it holds has a bug, and is told so
+  at once instead of waiting for ever.
 
 Both belong to one event loop while anything is held or awaited (futures belong to a loop): one
 object per loop, shared by every session of that loop (``Gate`` carries both); an idle one may be
@@ -128,6 +129,11 @@ class Gate:
 
     slots: ConcentratorSlots = field(default_factory=ConcentratorSlots)
     locks: DeviceLocks = field(default_factory=DeviceLocks)
+    #: One unit of work per meter at a time (the plan engine's, taken before the DC's slot and before its
+    #: executor prepares the session): a session's invocation counters are reserved when it is prepared, so
+    #: two sessions of one meter must be prepared in the order they reach the meter, or the later-reserved
+    #: one, sent first, makes the meter refuse the other as a replay.
+    meters: DeviceLocks = field(default_factory=DeviceLocks)
 
     def enter(self, device: str, concentrator_id: str | None) -> _Entry:
         """``async with``: through a DC, a slot of the DC's budget, then the device's lock.

@@ -4,7 +4,10 @@ A worker (``Worker.work``) loops: take over expired leases (the items of a dead 
 PENDING and the orders it left open are closed FAIL "interrupted"), claim due items in batches
 (PostgreSQL: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so several
 workers share one fleet and never claim the same item; SQLite: the same statement, which SQLite
-serialises), run each under a per-concentrator budget and an overall one, and record outcomes in
+serialises; on PostgreSQL claims also take turns under an advisory lock), never an item of a meter
+another worker holds a running item of (a meter serves one association at a time: two workers' sessions
+would interleave its invocation counters; one worker's own units of a meter run one after the other,
+``hes.slots.Gate.meters``), run each under a per-concentrator budget and an overall one, and record outcomes in
 batches. A meter's items of one run whose executors share a ``together`` key (``GroupExecutor``:
 N2PLoad's profile and daily values) run as one unit, in one session; each still has its own outcome.
 Leases are renewed while items run; an outcome is written only while the worker still
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, bindparam, case, func, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, case, exists, func, select, update
 from sqlalchemy.engine import Connection
 
 from concentrator.budget import SessionBudget
@@ -50,6 +53,10 @@ logger = logging.getLogger(__name__)
 
 _ITEMS = cast(Table, PlanItem.__table__)
 _ORDERS = cast(Table, Order.__table__)
+#: The items a claim checks for a meter already being worked on (by another worker).
+_BUSY = _ITEMS.alias("busy")
+#: PostgreSQL advisory lock key that makes claims take turns ("hesclaim" in ASCII, a 64-bit key).
+_CLAIM_LOCK = int.from_bytes(b"hesclaim", "big") - 2**63
 
 
 def session_budget(engine: Engine, per_concentrator: int) -> SessionBudget:
@@ -219,7 +226,10 @@ class Worker:
     def claim(self, limit: int, run_id: int | None = None) -> list[WorkItem]:
         """Claim up to ``limit`` due items (of one run, or of any), highest priority first."""
         now = self.clock()
-        due = select(_ITEMS.c.id).where(_ITEMS.c.state == "PENDING", _ITEMS.c.next_attempt_at <= now)
+        due = select(_ITEMS.c.id).where(_ITEMS.c.state == "PENDING", _ITEMS.c.next_attempt_at <= now,
+                                        ~exists().where(_BUSY.c.meter_id == _ITEMS.c.meter_id,
+                                                        _BUSY.c.state == "RUNNING",
+                                                        _BUSY.c.lease_owner != self.options.worker_id))
         if run_id is not None:
             due = due.where(_ITEMS.c.run_id == run_id)
         due = due.order_by(_ITEMS.c.priority.desc(), _ITEMS.c.id).limit(limit)
@@ -241,6 +251,10 @@ class Worker:
         items: list[WorkItem] = []
         closed: list[dict[str, Any]] = []
         with storage_errors(self.engine), self.engine.begin() as connection:
+            if self._pg:
+                # Claims one after another, so each sees the meters the last one took (SQLite's write lock
+                # does this there): two claims at once could each take one item of the same meter.
+                connection.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
             # RETURNING keeps no order: run them as claimed, highest priority first, then oldest.
             rows = sorted(connection.execute(claim).all(), key=lambda row: (-row.priority, row.id))
             for item_id, item_run, meter_id, serial, dc, command, attempts, _ in rows:
@@ -375,6 +389,9 @@ class Worker:
         first = items[0]
         dc = first.concentrator_id
         async with contextlib.AsyncExitStack() as stack:
+            # The meter's other units first (``Gate.meters``: counters are reserved as a unit prepares), then
+            # the DC's slot: a unit waiting for its meter holds no slot another meter could use.
+            await stack.enter_async_context(self._gate.meters.hold(str(first.meter_id)))
             if dc is not None:
                 await stack.enter_async_context(self._gate.slots.hold(dc))
             await stack.enter_async_context(self._overall)

@@ -145,6 +145,8 @@ class PlanItem(Base):
         # instead of sorting every pending item of a large fleet on every claim.
         Index("ix_plan_items_claim", "state", text("priority DESC"), "id"),
         Index("ix_plan_items_run_state", "run_id", "state"),
+        # The claim's check that no other worker is working on the meter (``scheduler.engine``).
+        Index("ix_plan_items_meter_state", "meter_id", "state"),
     )
 
 

@@ -244,6 +244,87 @@ def test_two_workers_share_a_run_without_running_an_item_twice(
     assert all(plans.run_info(r.id).counts == {"EXE": len(fleet) * len(READ_COMMANDS)} for r in runs)
 
 
+def test_a_claim_skips_a_meter_another_worker_is_working_on(registry: Registry, fleet: list[str]) -> None:
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("one-at-a-time", "all", None, ("clock", "registers")))
+    run = plans.start_run("one-at-a-time")
+    first, second = worker(registry, Recorder(), "first"), worker(registry, Recorder(), "second")
+    [taken] = first.claim(1, run.id)
+    others = second.claim(100, run.id)
+    # Every item of every other meter, none of the meter "first" holds (its other command waits).
+    assert sorted((i.serial, i.command) for i in others) == sorted(
+        (s, c) for s in fleet if s != taken.serial for c in ("clock", "registers"))
+    assert second.claim(100, run.id) == []
+    # Its own running item does not hold "first" back: its units of one meter run in turn (``Gate.meters``).
+    [rest] = first.claim(100, run.id)
+    assert (rest.serial, rest.command) == (taken.serial, {"clock", "registers"}.difference({taken.command}).pop())
+
+
+class OneSessionPerMeter(Recorder):
+    """A Recorder that notes when two calls (of one worker or of two) are on the same meter at once."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay=delay)
+        self.busy: Counter[str] = Counter()
+        self.clashes: list[tuple[str, str]] = []
+
+    async def __call__(self, context: ExecutionContext, item: WorkItem) -> ItemOutcome:
+        with self.lock:
+            if self.busy[item.serial]:
+                self.clashes.append((item.serial, item.command))
+            self.busy[item.serial] += 1
+        try:
+            return await super().__call__(context, item)
+        finally:
+            with self.lock:
+                self.busy[item.serial] -= 1
+
+
+def test_a_workers_items_of_one_meter_run_one_after_the_other(registry: Registry, fleet: list[str]) -> None:
+    """Counters are reserved as an item prepares: two at once on a meter could reach it in the other order."""
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("in-turn", "list", fleet[:1], READ_COMMANDS))
+    run = plans.start_run("in-turn")
+    executor = OneSessionPerMeter(delay=0.02)
+    w = worker(registry, executor, batch=len(READ_COMMANDS), concurrency=len(READ_COMMANDS))
+    work(w, run.id)
+    assert executor.count() == Counter({(fleet[0], c): 1 for c in READ_COMMANDS})
+    assert executor.clashes == []
+
+
+def test_two_workers_never_work_on_one_meter_at_once(
+    registry: Registry, fleet: list[str], database_url: str
+) -> None:
+    """A meter serves one association at a time: two workers' sessions would interleave its counters."""
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("per-meter", "all", None, READ_COMMANDS))
+    run = plans.start_run("per-meter")
+    executor = OneSessionPerMeter(delay=0.02)
+    engines = [create_engine_for(database_url) for _ in range(2)]
+    workers = [worker(registry, executor, f"w{n}", engine=e, batch=2, concurrency=2, flush_every=0.01)
+               for n, e in enumerate(engines)]
+    errors: list[BaseException] = []
+
+    def thread_body(w: Worker) -> None:
+        try:
+            work(w, run.id, limit=60)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_body, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    for e in engines:
+        e.dispose()
+    assert not errors, errors
+    assert executor.count() == Counter({(s, c): 1 for s in fleet for c in READ_COMMANDS})
+    assert executor.clashes == []
+    assert all(w.stats.executed > 0 for w in workers)  # both did a share
+    assert plans.run_info(run.id).counts == {"EXE": len(fleet) * len(READ_COMMANDS)}
+
+
 def test_an_unsupported_command_is_reported_and_not_run(registry: Registry, fleet: list[str],
                                                         tmp_path: Path) -> None:
     without_daily, discovered = fleet[0], fleet[1]

@@ -47,7 +47,9 @@ def read(registry: Registry, field: FieldThread, serial: str, what: str, **kwarg
 @pytest.fixture
 def field(registry: Registry, tmp_path: Path) -> Iterator[FieldThread]:
     with FieldThread(small_field(make_b=(DC_B, P2P_B))) as running:
-        registry.import_manifest(running.write_manifest(tmp_path / "fleet.json"))
+        # Registered at the field's instant (not the machine's): commissioning dates and watermarks follow it.
+        on_field_time = Registry(registry.engine, registry.master_key, clock=running.fleet.clock.now)
+        on_field_time.import_manifest(running.write_manifest(tmp_path / "fleet.json"))
         yield running
 
 

@@ -68,6 +68,28 @@ def work(w: Worker, run_id: int, limit: float = 30.0, **kwargs: object) -> None:
     asyncio.run(main())
 
 
+def work_in_threads(workers: list[Worker], engines: list[Engine], run_ids: list[int]) -> None:
+    """Each worker in a thread of its own (its own event loop and engine) works the runs in turn; then the
+    engines are disposed of and any worker's error fails the test."""
+    errors: list[BaseException] = []
+
+    def thread_body(w: Worker) -> None:
+        try:
+            for run_id in run_ids:
+                work(w, run_id, limit=60)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_body, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    for e in engines:
+        e.dispose()
+    assert not errors, errors
+
+
 @pytest.fixture
 def fleet(registry: Registry, fleet_manifest: tuple[Path, Manifest]) -> list[str]:
     """The registered fleet: 1 DC with 4 meters, 3 point-to-point meters (serials)."""
@@ -221,23 +243,7 @@ def test_two_workers_share_a_run_without_running_an_item_twice(
     engines = [create_engine_for(database_url) for _ in range(2)]
     workers = [worker(registry, executor, f"w{n}", engine=e, batch=3, concurrency=2)
                for n, e in enumerate(engines)]
-    errors: list[BaseException] = []
-
-    def thread_body(w: Worker) -> None:
-        try:
-            for run in runs:
-                work(w, run.id, limit=60)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=thread_body, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
-    for e in engines:
-        e.dispose()
-    assert not errors, errors
+    work_in_threads(workers, engines, [r.id for r in runs])
     assert len(executor.calls) == 4 * len(fleet) * len(READ_COMMANDS)
     assert Counter(i.item_id for i in executor.calls).most_common(1)[0][1] == 1  # no item twice
     assert all(w.stats.executed > 0 for w in workers)  # both did a share
@@ -303,22 +309,7 @@ def test_two_workers_never_work_on_one_meter_at_once(
     engines = [create_engine_for(database_url) for _ in range(2)]
     workers = [worker(registry, executor, f"w{n}", engine=e, batch=2, concurrency=2, flush_every=0.01)
                for n, e in enumerate(engines)]
-    errors: list[BaseException] = []
-
-    def thread_body(w: Worker) -> None:
-        try:
-            work(w, run.id, limit=60)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=thread_body, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
-    for e in engines:
-        e.dispose()
-    assert not errors, errors
+    work_in_threads(workers, engines, [run.id])
     assert executor.count() == Counter({(s, c): 1 for s in fleet for c in READ_COMMANDS})
     assert executor.clashes == []
     assert all(w.stats.executed > 0 for w in workers)  # both did a share

@@ -310,16 +310,23 @@ class Worker:
                              reason=bindparam("b_reason"), retryable=bindparam("b_retryable"),
                              stored=bindparam("b_stored"), worked_by=bindparam("b_owner"), lease_owner=None,
                              lease_expires_at=None))
-        with storage_errors(self.engine), self.engine.begin() as connection:
-            written = 0
-            if rows:
+        written = 0
+        if rows:
+            with storage_errors(self.engine), self.engine.begin() as connection:
                 result = connection.execute(statement, rows)
                 written = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
-            # Runs with nothing left open are closed (with their summary) below; one query tells which.
-            still_open = set(connection.execute(
-                select(_ITEMS.c.run_id).where(_ITEMS.c.run_id.in_(sorted(touched)),
-                                              _ITEMS.c.state.in_(("PENDING", "RUNNING")))
-                .group_by(_ITEMS.c.run_id)).scalars()) if touched else set()
+        # Runs with nothing left open are closed (with their summary) below; one query tells which. It reads
+        # after the outcomes are committed: inside that transaction, two workers writing a run's last two
+        # items at once would each see the other's item still RUNNING (uncommitted) and neither would close
+        # the run, which would then stay "running" for ever (PostgreSQL, READ COMMITTED). After the commits,
+        # the later of the two sees both.
+        still_open: set[int] = set()
+        if touched:
+            with storage_errors(self.engine), self.engine.connect() as connection:
+                still_open = set(connection.execute(
+                    select(_ITEMS.c.run_id).where(_ITEMS.c.run_id.in_(sorted(touched)),
+                                                  _ITEMS.c.state.in_(("PENDING", "RUNNING")))
+                    .group_by(_ITEMS.c.run_id)).scalars())
         if rows:
             self.stats.recorded += written
             if written < len(rows):

@@ -7,6 +7,7 @@ exactly which (meter, command) ran how often; the field-facing tests are in ``te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 
 from hes.db.engine import create_engine_for
@@ -264,6 +265,40 @@ def test_a_claim_skips_a_meter_another_worker_is_working_on(registry: Registry, 
     # Its own running item does not hold "first" back: its units of one meter run in turn (``Gate.meters``).
     [rest] = first.claim(100, run.id)
     assert (rest.serial, rest.command) == (taken.serial, {"clock", "registers"}.difference({taken.command}).pop())
+
+
+def test_two_workers_finishing_a_runs_last_items_at_once_close_it(
+    registry: Registry, fleet: list[str], database_url: str
+) -> None:
+    """Each worker's check for open items of the run waits until the other's has come too: checked inside the
+    transactions that write the outcomes, each would see the other's item still RUNNING, and no one would close
+    the run (seen on PostgreSQL: a run that stayed "running" for ever)."""
+    plans = Plans(registry.engine)
+    plans.create(PlanSpec("last-two", "list", fleet[:2], ("clock",)))
+    run = plans.start_run("last-two")
+    engines = [create_engine_for(database_url) for _ in range(2)]
+    both_checking = threading.Barrier(2)
+
+    def meet(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "GROUP BY plan_items.run_id" in statement:
+            with contextlib.suppress(threading.BrokenBarrierError):  # SQLite: the other waits for our commit
+                both_checking.wait(timeout=3)
+
+    for e in engines:
+        event.listen(e, "before_cursor_execute", meet)
+    workers = [worker(registry, Recorder(), f"w{n}", engine=e) for n, e in enumerate(engines)]
+    for w in workers:
+        [item] = w.claim(1, run.id)
+        w.record(item, ItemOutcome("EXE"))
+    threads = [threading.Thread(target=w.flush) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for e in engines:
+        e.dispose()
+    info = plans.run_info(run.id)
+    assert (info.state, info.counts) == ("done", {"EXE": 2})
 
 
 class OneSessionPerMeter(Recorder):

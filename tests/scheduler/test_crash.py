@@ -47,6 +47,14 @@ def states(engine: Engine, run_id: int) -> list[tuple[str, str, int]]:
                 session.scalars(select(PlanItem).where(PlanItem.run_id == run_id).order_by(PlanItem.id))]
 
 
+def unfinished(engine: Engine, run_id: int) -> str:
+    """What keeps a run open, in a line short enough to be printed whole: its state and its items not final."""
+    rows = states(engine, run_id)
+    open_items = [row for row in rows if row[1] in ("PENDING", "RUNNING")]
+    run_state = Plans(engine).run_info(run_id).state
+    return f"run {run_id} {run_state}; {len(open_items)} of {len(rows)} items open: {open_items}"
+
+
 def stored(engine: Engine, serial: str) -> dict[tuple[datetime, str], float]:
     with Session(engine) as session:
         meter_id = session.scalars(select(Meter.id).where(Meter.serial == serial)).one()
@@ -89,7 +97,7 @@ def test_a_daemon_killed_mid_run_and_started_again_stores_every_interval_exactly
             deadline = time.monotonic() + 60
             while plans.run_info(run.id).state != "done":
                 assert restarted.poll() is None, restarted.communicate()[1]
-                assert time.monotonic() < deadline, states(registry.engine, run.id)
+                assert time.monotonic() < deadline, unfinished(registry.engine, run.id)
                 time.sleep(0.2)
         finally:
             restarted.send_signal(signal.SIGTERM)
@@ -136,7 +144,7 @@ def test_two_daemons_share_a_run_and_read_no_meter_twice(registry: Registry, dat
             deadline = time.monotonic() + 60
             while plans.run_info(run.id).state != "done":
                 assert all(w.poll() is None for w in workers), [w.communicate()[1] for w in workers]
-                assert time.monotonic() < deadline, states(registry.engine, run.id)
+                assert time.monotonic() < deadline, unfinished(registry.engine, run.id)
                 time.sleep(0.2)
         finally:
             for w in workers:

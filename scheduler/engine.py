@@ -2,9 +2,9 @@
 
 A worker (``Worker.work``) loops: take over expired leases (the items of a dead worker go back to
 PENDING and the orders it left open are closed FAIL "interrupted"), claim due items in batches
-(PostgreSQL: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so several
-workers share one fleet and never claim the same item; SQLite: the same statement, which SQLite
-serialises; on PostgreSQL claims also take turns under an advisory lock), never an item of a meter
+(PostgreSQL: ``WITH due AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING``, so
+several workers share one fleet and never claim the same item, and claims take turns under an advisory
+lock; SQLite: ``UPDATE ... WHERE id IN (SELECT ...)``, which SQLite serialises), never an item of a meter
 another worker holds a running item of (a meter serves one association at a time: two workers' sessions
 would interleave its invocation counters; one worker's own units of a meter run one after the other,
 ``hes.slots.Gate.meters``), run each under a per-concentrator budget and an overall one, and record outcomes in

@@ -26,13 +26,24 @@ __all__ = [
 ]
 
 
+# A date-time written as a tagged Data octet-string: tag 0x09, length 12, then the 12 bytes.
+_TAGGED_DATE_TIME = b"\x09\x0c"
+
+
 @dataclass(frozen=True, slots=True)
 class DataNotification:
-    """A push: long invoke id, optional date-time, and the body as encoded ``Data`` bytes."""
+    """A push: long invoke id, optional date-time, and the body as encoded ``Data`` bytes.
+
+    ``date_time_tagged`` records a date-time that came as a tagged octet-string (``09 0C`` and
+    12 bytes) instead of the bare octet-string the Green Book gives (``0C`` and 12 bytes). Kaifa
+    meters on the Norwegian HAN port write it so; it is read leniently and written back the same
+    way, so that encode(decode(b)) == b holds for those pushes too.
+    """
 
     long_invoke_id_and_priority: LongInvokeIdAndPriority
     date_time: CosemDateTime | None
     body: bytes
+    date_time_tagged: bool = False
 
     def value(self) -> Data:
         return axdr.decode_data_exact(self.body)
@@ -41,7 +52,10 @@ class DataNotification:
         w = Writer(XdlmsTag.DATA_NOTIFICATION)
         w.raw(self.long_invoke_id_and_priority.to_int().to_bytes(4, "big"))
         # The date-time is an octet-string: empty when absent, else the 12 bytes.
-        w.octet_string(b"" if self.date_time is None else self.date_time.encode())
+        if self.date_time is not None and self.date_time_tagged:
+            w.raw(_TAGGED_DATE_TIME + self.date_time.encode())
+        else:
+            w.octet_string(b"" if self.date_time is None else self.date_time.encode())
         w.data(self.body)
         return w.getvalue()
 
@@ -54,11 +68,18 @@ class DataNotification:
         read_tag(r, XdlmsTag.DATA_NOTIFICATION)
         iip = LongInvokeIdAndPriority.from_int(r.u32("long-invoke-id-and-priority"))
         at = r.pos
-        raw_time = r.octet_string("date-time")
+        # Only 0 or 12 bytes are valid here, so a length byte of 9 followed by 12 can only be the
+        # tagged form some meters write; reading it so loses nothing a strict reading would keep.
+        tagged = r.buf[at : at + 2] == _TAGGED_DATE_TIME and len(r.buf) - at >= 2 + 12
+        if tagged:
+            r.pos += 2
+            raw_time = r.raw(12, "date-time")
+        else:
+            raw_time = r.octet_string("date-time")
         if len(raw_time) not in (0, 12):
             raise DecodeError(f"date-time of {len(raw_time)} bytes, expected 0 or 12", at)
         date_time = CosemDateTime.decode(raw_time) if raw_time else None
-        return cls(iip, date_time, r.tail_data())
+        return cls(iip, date_time, r.tail_data(), tagged)
 
 
 def decode_data_notification(buf: bytes) -> DataNotification:

@@ -614,3 +614,24 @@ def test_large_get_response_normal_is_split_off_without_walking_its_data(monkeyp
         decoded = get.GetResponseNormal.decode(raw)
     assert decoded.result == body
     assert len(decoded.value().value) == 120
+
+
+# Kaifa MA304 on the Norwegian HAN port writes the push's date-time as a tagged octet-string
+# (09 0C + 12 bytes); bytes from toreamun/amshan tests/test_kaifa.py (list 1, 5852 W).
+KAIFA_TAGGED_TIME = bytes.fromhex("0f40000000090c07e3020401173416ff800000020106000016dc")
+
+
+def test_data_notification_reads_a_tagged_date_time_and_writes_it_back() -> None:
+    push = notification.DataNotification.decode(KAIFA_TAGGED_TIME)
+    assert push.date_time_tagged
+    assert push.date_time == CosemDateTime(2019, 2, 4, 1, 23, 52, 22, 0xFF, -0x8000, 0)
+    assert push.value().to_python() == [5852]
+    assert push.encode() == KAIFA_TAGGED_TIME
+    plain = notification.DataNotification(push.long_invoke_id_and_priority, push.date_time, push.body)
+    assert plain.encode() == KAIFA_TAGGED_TIME[:5] + KAIFA_TAGGED_TIME[6:]  # the Green Book form: 0C + 12
+
+
+@pytest.mark.parametrize("cut", [6, 10, 19])
+def test_data_notification_with_a_cut_tagged_date_time_is_a_decode_error(cut: int) -> None:
+    with pytest.raises(DecodeError):
+        notification.DataNotification.decode(KAIFA_TAGGED_TIME[:cut])

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hes.errors import FAILURES
-from protocols.translate import TranslatorKeys, translate
+from protocols.translate import TranslatorKeys, translate, translate_data
 
 __all__ = ["app"]
 
@@ -33,14 +33,22 @@ def _fail(message: str) -> None:
 
 @app.command("decode")
 def decode(
-    data: Annotated[str, typer.Argument(help="Hex of a wrapper PDU, an HDLC frame or a bare APDU; - reads stdin.")],
+    data: Annotated[str, typer.Argument(
+        help="Hex of HDLC frames, a wrapper PDU, M-Bus frames, a HAN LLC + APDU or a bare APDU; - reads stdin.")],
     key: Annotated[str | None, typer.Option("--key", help="Encryption key (hex) to decipher with.")] = None,
     auth_key: Annotated[str | None, typer.Option("--auth-key", help="Authentication key (hex).")] = None,
     system_title: Annotated[
         str | None, typer.Option("--system-title", help="The sender's system title (hex, 8 bytes).")
     ] = None,
+    bare_data: Annotated[
+        bool, typer.Option("--data", help="The input is bare A-XDR data (a value, no APDU around it).")
+    ] = False,
 ) -> None:
-    """Decode a frame or APDU and print its structure as JSON: layers, APDU, invoke id, typed data."""
+    """Decode frames or an APDU and print its structure as JSON: framing, layers, APDU, typed data.
+
+    Anything that does not decode exits 2 with one line on stderr: the error's type, what failed
+    and the offset where known.
+    """
     text = sys.stdin.read() if data == "-" else data
     try:
         raw = _hex_argument(text, "the input")
@@ -53,11 +61,14 @@ def decode(
             )
         elif auth_key is not None or system_title is not None:
             _fail("--auth-key and --system-title go with --key")
-        result = translate(raw, keys)
+        if bare_data and keys is not None:
+            _fail("--data takes no keys: bare data is never ciphered")
+        result = translate_data(raw) if bare_data else translate(raw, keys)
     except typer.BadParameter as exc:
         _fail(str(exc))
         return
     except FAILURES as exc:
-        _fail(str(exc))
+        # One line whatever the message holds: the type says which kind of failure it was.
+        _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
         return
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))

@@ -1,23 +1,30 @@
 """The protocol translator: a captured frame or APDU, as bytes, into a JSON-ready description.
 
-It finds the layers itself: an HDLC frame (starts with 0x7E), a wrapper PDU (version 0x0001 and
-a length that matches), an IEC 62056-21 message, or a bare APDU. Ciphered APDUs are deciphered
-when keys are given. Raises only ``DecodeError`` (bad bytes) or ``SecurityError`` (wrong keys).
+It finds the framing itself and says which it found (``"framing"``): HDLC frames (0x7E; several
+in a row are joined, segmented I/UI frames into one APDU, general-block-transfer blocks
+reassembled), a wrapper PDU (version 0x0001 and a length that matches), M-Bus long frames that
+carry DLMS (68 L L 68, segments joined by their sequence), an IEC 62056-21 message, the LLC header
+of a HAN port followed by an APDU (E6 E7 00 / E6 E6 00), or a bare APDU. Bare A-XDR data is
+decoded by ``translate_data``. Ciphered APDUs are deciphered when keys are given.
+
+Anything that cannot be decoded raises: ``DecodeError`` (bad bytes, with the offset where known)
+or ``SecurityError`` (wrong keys); an error is never returned inside the description.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum, IntFlag
+from enum import Enum, IntFlag, StrEnum
 from typing import Any
 
-from protocols import iec62056_21
+from protocols import iec62056_21, mbus
 from protocols.apdu import decode_apdu
 from protocols.axdr import CompactArray, Data, DataTag, TypeDescription, decode_data_exact
 from protocols.cosem_datetime import CosemDate, CosemDateTime, CosemTime
-from protocols.errors import DecodeError, DlmsError
+from protocols.errors import DecodeError
 from protocols.hdlc import LLC_COMMAND, LLC_RESPONSE, FrameType, HdlcFrame, HdlcParameters
 from protocols.obis import ObisCode
 from protocols.security import (
@@ -28,8 +35,11 @@ from protocols.security import (
     decipher,
 )
 from protocols.wrapper import WrapperFrame
+from protocols.xdlms.common import XdlmsTag
+from protocols.xdlms.gbt import GbtReceiver, GeneralBlockTransfer, decode_general_block_transfer
+from protocols.xdlms.notification import DataNotification
 
-__all__ = ["TranslatorKeys", "describe_data", "translate"]
+__all__ = ["Framing", "TranslatorKeys", "describe_data", "translate", "translate_data"]
 
 # Fields of the APDU dataclasses that hold the A-XDR encoding of one Data, shown decoded.
 _DATA_FIELDS = frozenset(
@@ -39,6 +49,19 @@ _DATA_FIELDS = frozenset(
 # Fields that hold a whole nested APDU (the gateway carries one).
 _APDU_FIELDS = frozenset({"apdu"})
 _WRAPPER_HEADER = 8
+_LLC_HEADERS = (LLC_COMMAND, LLC_RESPONSE)
+
+
+class Framing(StrEnum):
+    """The framing the translator recognised, as it appears in the output's ``"framing"``."""
+
+    HDLC = "hdlc"
+    WRAPPER = "wrapper"
+    MBUS = "m-bus"
+    IEC62056_21 = "iec62056-21"
+    LLC = "han-llc"
+    APDU = "apdu"
+    DATA = "a-xdr-data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,26 +74,46 @@ class TranslatorKeys:
 
 
 def translate(raw: bytes, keys: TranslatorKeys | None = None) -> dict[str, Any]:
-    """Describe ``raw`` layer by layer: ``{"layers": [...], "apdu": {...}}``."""
+    """Describe ``raw`` layer by layer: ``{"framing": ..., "layers": [...], "apdu": {...}}``.
+
+    Several APDUs (several HDLC or M-Bus messages in one capture) come as ``"apdus"`` instead of
+    ``"apdu"``; ``"notes"`` says what was read leniently or how an ambiguity was settled.
+    """
     raw = bytes(raw)
     if not raw:
         raise DecodeError("nothing to decode", 0)
-    layers: list[dict[str, Any]] = []
+    try:
+        return _translate(raw, keys)
+    except (IndexError, ValueError, struct.error) as exc:  # the one place these become a typed error
+        raise DecodeError(f"undecodable input ({type(exc).__name__}: {exc})") from None
+
+
+def translate_data(raw: bytes) -> dict[str, Any]:
+    """Describe bare A-XDR ``Data`` (a value as a GET returns it, without any APDU around it)."""
+    raw = bytes(raw)
+    if not raw:
+        raise DecodeError("nothing to decode", 0)
+    return {"framing": Framing.DATA.value, "layers": [], "data": describe_data(decode_data_exact(raw))}
+
+
+def _translate(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
     if raw[0] == 0x7E:
         return _translate_hdlc(raw, keys)
     if _looks_like_wrapper(raw):
         frame, end = WrapperFrame.decode(raw)
         if end != len(raw):
             raise DecodeError(f"{len(raw) - end} bytes after the wrapper PDU", end)
-        layers.append(
-            {"layer": "wrapper", "version": frame.version, "source_wport": frame.source,
-             "destination_wport": frame.destination, "length": len(frame.apdu)}
-        )
-        return {"layers": layers, "apdu": describe_apdu(frame.apdu, keys)}
+        layer = {"layer": "wrapper", "version": frame.version, "source_wport": frame.source,
+                 "destination_wport": frame.destination, "length": len(frame.apdu)}
+        return _result(Framing.WRAPPER, [layer], [frame.apdu], keys)
+    if mbus.looks_like_mbus(raw):
+        return _translate_mbus(raw, keys)
     if raw[:1] in (b"/", b"\x06"):
         message = iec62056_21.decode_message(raw)
-        return {"layers": [{"layer": "iec62056-21", **_plain(message)}]}
-    return {"layers": layers, "apdu": describe_apdu(raw, keys)}
+        return {"framing": Framing.IEC62056_21.value, "layers": [{"layer": "iec62056-21", **_plain(message)}]}
+    if raw[:3] in _LLC_HEADERS:
+        return _translate_llc_or_gateway(raw, keys)
+    return _result(Framing.APDU, [], [raw], keys)
 
 
 def _looks_like_wrapper(raw: bytes) -> bool:
@@ -81,35 +124,169 @@ def _looks_like_wrapper(raw: bytes) -> bool:
     )
 
 
+def _llc_layer(header: bytes) -> dict[str, Any]:
+    return {"layer": "llc", "direction": "command" if header == LLC_COMMAND else "response"}
+
+
+def _translate_llc_or_gateway(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
+    """E6 E7 00 / E6 E6 00 open both an LLC header and (0xE6) a gateway request: decide by what parses.
+
+    The LLC reading is tried first: a gateway request with network id 0xE6/0xE7 and an empty
+    physical address is far less likely than the HAN port's LLC header. If the APDU after the
+    header does not decode, the gateway reading is tried; if neither decodes, the LLC reading's
+    error is raised (it is the likelier intent).
+    """
+    try:
+        out = _result(Framing.LLC, [_llc_layer(raw[:3])], [raw[3:]], keys)
+    except DecodeError as llc_error:
+        if raw[0] != XdlmsTag.GATEWAY_REQUEST:
+            raise
+        try:
+            out = _result(Framing.APDU, [], [raw], keys)
+        except DecodeError:
+            raise _within("after the LLC header", llc_error, 3) from None
+        out["notes"].insert(0, f"{raw[:3].hex(' ').upper()} read as a gateway request: the APDU after it "
+                               f"as an LLC header does not decode ({llc_error})")
+        return out
+    out["notes"].insert(0, f"{raw[:3].hex(' ').upper()} read as the LLC header of a HAN port "
+                           "(IEC 62056-46), not as a gateway request")
+    return out
+
+
+def _translate_mbus(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
+    frames = mbus.decode_frames(raw)
+    messages = mbus.join_segments(frames)
+    described = []
+    for segments, _apdu in messages:
+        for segment in segments:
+            frame = segment.frame
+            described.append({
+                "control": f"0x{frame.control:02X}", "address": f"0x{frame.address:02X}",
+                "control_information": f"0x{frame.control_information:02X}", "segment": segment.sequence,
+                "last_segment": segment.last, "source_tsap": segment.source_tsap,
+                "destination_tsap": segment.destination_tsap, "length": len(segment.apdu_part),
+            })
+    layers = [{"layer": "m-bus", "frames": described}]
+    return _result(Framing.MBUS, layers, [apdu for _segments, apdu in messages], keys)
+
+
 def _translate_hdlc(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
     frames: list[dict[str, Any]] = []
+    messages: list[bytes] = []
     information = b""
+    pending_since = 0
+    llc: dict[str, Any] | None = None
     pos = 0
-    segmented_tail = False
     while pos < len(raw):
         if raw[pos] != 0x7E:
             raise DecodeError("bytes between HDLC frames", pos)
         frame, end = HdlcFrame.decode(raw, pos)
         frames.append(_describe_frame(frame))
         if frame.frame_type in (FrameType.I, FrameType.UI):
+            if not information:
+                pending_since = len(frames)
             information += frame.information
-            segmented_tail = frame.segmented
+            if not frame.segmented:
+                # The LLC header opens the first segment of each APDU, never the later ones.
+                if information[:3] in _LLC_HEADERS:
+                    llc = _llc_layer(information[:3])
+                    information = information[3:]
+                if information:
+                    messages.append(information)
+                information = b""
         # Consecutive frames may share one flag: then the next frame opens on this one's closing flag.
         pos = end - 1 if end < len(raw) and raw[end] != 0x7E else end
-    result: dict[str, Any] = {"layers": [{"layer": "hdlc", "frames": frames}]}
-    if not information:
-        return result
-    if segmented_tail:
-        result["note"] = "the last I-frame is segmented: the APDU continues in frames not given"
-        return result
-    if information[:3] in (LLC_COMMAND, LLC_RESPONSE):
-        result["layers"].append(
-            {"layer": "llc", "direction": "command" if information[:3] == LLC_COMMAND else "response"}
-        )
-        information = information[3:]
     if information:
-        result["apdu"] = describe_apdu(information, keys)
-    return result
+        raise DecodeError(f"HDLC frame {len(frames)} is segmented: the APDU begun in frame {pending_since} "
+                          "continues in frames not given", len(raw))
+    layers: list[dict[str, Any]] = [{"layer": "hdlc", "frames": frames}]
+    if llc is not None:
+        layers.append(llc)
+    if not messages:
+        return {"framing": Framing.HDLC.value, "layers": layers, "notes": []}
+    return _result(Framing.HDLC, layers, messages, keys)
+
+
+def _result(framing: Framing, layers: list[dict[str, Any]], messages: list[bytes],
+            keys: TranslatorKeys | None) -> dict[str, Any]:
+    """The description of the APDUs the link layer delivered, GBT blocks reassembled first."""
+    apdus, blocks = _reassemble(messages)
+    if blocks:
+        layers = [*layers, {"layer": "general-block-transfer", "blocks": blocks}]
+    notes: list[str] = []
+    described = []
+    for index, apdu in enumerate(apdus):
+        where = "in the APDU" if len(apdus) == 1 else f"in APDU {index + 1}"
+        try:
+            described.append(describe_apdu(apdu, keys, notes))
+        except DecodeError as exc:
+            raise _within(where, exc) from None
+    out: dict[str, Any] = {"framing": framing.value, "layers": layers}
+    if len(described) == 1:
+        out["apdu"] = described[0]
+    else:
+        out["apdus"] = described
+    out["notes"] = notes
+    return out
+
+
+def _reassemble(messages: list[bytes]) -> tuple[list[bytes], list[dict[str, Any]]]:
+    """APDUs from link-layer messages: general-block-transfer streams joined by ``GbtReceiver``.
+
+    A capture of pushes may hold several GBT streams; each starts again at block 1. A block out
+    of sequence, or a stream without its last block, means the capture lost bytes: an error.
+    """
+    apdus: list[bytes] = []
+    blocks: list[dict[str, Any]] = []
+    receiver: GbtReceiver | None = None
+    for index, message in enumerate(messages):
+        if not message:
+            raise DecodeError(f"message {index + 1} carries an empty APDU")
+        if message[0] != XdlmsTag.GENERAL_BLOCK_TRANSFER:
+            if receiver is not None:
+                raise DecodeError(f"message {index + 1} interrupts a general-block-transfer stream at block "
+                                  f"{receiver.last_received}")
+            apdus.append(message)
+            continue
+        try:
+            block = decode_general_block_transfer(message)
+        except DecodeError as exc:
+            raise _within(f"in general-block-transfer message {index + 1}", exc) from None
+        blocks.append({"block_number": block.block_number, "last_block": block.last_block,
+                       "streaming": block.streaming, "window": block.window,
+                       "block_number_ack": block.block_number_ack, "length": len(block.block_data)})
+        if receiver is None:
+            if not block.block_data and block.last_block:
+                apdus.append(message)  # an acknowledgement: nothing to reassemble, shown as the block
+                continue
+            if block.block_number != 1:
+                raise DecodeError(f"general-block-transfer stream starts at block {block.block_number}: "
+                                  "the blocks before it are not given")
+            receiver = GbtReceiver()
+        _receive_block(receiver, block)
+        if receiver.complete:
+            apdus.append(receiver.apdu())
+            receiver = None
+    if receiver is not None:
+        raise DecodeError(f"general-block-transfer stream stops at block {receiver.last_received}: "
+                          "its last block is not given")
+    return apdus, blocks
+
+
+def _receive_block(receiver: GbtReceiver, block: GeneralBlockTransfer) -> None:
+    expected = receiver.last_received + 1
+    receiver.receive(block)  # what it would acknowledge does not matter in a capture
+    if receiver.last_received != expected:
+        raise DecodeError(f"general-block-transfer block {block.block_number} where {expected} was expected")
+
+
+def _within(where: str, exc: DecodeError, shift: int = 0) -> DecodeError:
+    """The same error, saying which part of the input it is in; offsets stay those of that part."""
+    text = str(exc)
+    suffix = f" (at offset {exc.offset})"
+    if exc.offset is not None and text.endswith(suffix):
+        text = text[: -len(suffix)]
+    return DecodeError(f"{where}: {text}", None if exc.offset is None else exc.offset + shift)
 
 
 def _describe_frame(frame: HdlcFrame) -> dict[str, Any]:
@@ -131,10 +308,17 @@ def _describe_frame(frame: HdlcFrame) -> dict[str, Any]:
     return out
 
 
-def describe_apdu(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
-    """One APDU as a dict: its type, its fields, its data decoded with types; deciphered with keys."""
+def describe_apdu(raw: bytes, keys: TranslatorKeys | None, notes: list[str] | None = None) -> dict[str, Any]:
+    """One APDU as a dict: its type, its fields, its data decoded with types; deciphered with keys.
+
+    ``notes`` collects what was read leniently (e.g. a push's date-time as a tagged octet-string).
+    """
+    notes = [] if notes is None else notes
     apdu = decode_apdu(raw)
     out: dict[str, Any] = _plain(apdu)
+    if isinstance(apdu, DataNotification) and apdu.date_time_tagged:
+        notes.append("the DataNotification's date-time is a tagged octet-string (09 0C + 12 bytes, as Kaifa "
+                     "meters write it) instead of the bare octet-string; read leniently")
     if isinstance(apdu, ServiceSpecificCipheredApdu | GeneralGloCiphering | GeneralDedCiphering
                   | GeneralCiphering):
         header = apdu.header
@@ -158,7 +342,10 @@ def describe_apdu(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
             raise DecodeError("a service-specific ciphered APDU needs the sender's --system-title")
         plain = decipher(apdu.content, system_title=title, encryption_key=keys.encryption_key,
                          authentication_key=keys.authentication_key)
-        out["deciphered"] = describe_apdu(plain, keys)
+        try:
+            out["deciphered"] = describe_apdu(plain, keys, notes)
+        except DecodeError as exc:
+            raise _within("in the deciphered APDU", exc) from None
     return out
 
 
@@ -218,11 +405,11 @@ def _time_text(value: CosemDateTime) -> str:
     return moment.isoformat() if moment is not None else str(value)
 
 
-def _decoded_field(raw: bytes) -> Any:
+def _decoded_field(raw: bytes, field: str) -> Any:
     try:
         return describe_data(decode_data_exact(raw))
     except DecodeError as exc:
-        return {"raw": raw.hex().upper(), "error": str(exc)}
+        raise _within(f"in its {field.replace('_', ' ')}", exc) from None
 
 
 def _plain(value: Any, field: str | None = None) -> Any:
@@ -230,12 +417,12 @@ def _plain(value: Any, field: str | None = None) -> Any:
     if isinstance(value, bytes | bytearray):
         raw = bytes(value)
         if field in _DATA_FIELDS:
-            return _decoded_field(raw)
+            return _decoded_field(raw, field)
         if field in _APDU_FIELDS:
             try:
                 return describe_apdu(raw, None)
-            except DlmsError as exc:
-                return {"raw": raw.hex().upper(), "error": str(exc)}
+            except DecodeError as exc:
+                raise _within("in the APDU it carries", exc) from None
         return raw.hex().upper()
     if isinstance(value, bool) or value is None or (isinstance(value, int | float | str) and not isinstance(
         value, Enum

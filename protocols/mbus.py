@@ -51,12 +51,15 @@ class MbusFrame:
     address: int
     control_information: int
     data: bytes
+    #: The L field held the length modulo 256 (see ``decode_frame``).
+    length_wrapped: bool = False
 
     def encode(self) -> bytes:
         body = bytes((self.control, self.address, self.control_information)) + bytes(self.data)
-        if len(body) > 0xFF:
+        if len(body) > 0xFF and not self.length_wrapped:
             raise EncodeError(f"an M-Bus long frame carries at most 252 data bytes, got {len(self.data)}")
-        return bytes((_START, len(body), len(body), _START)) + body + bytes((sum(body) & 0xFF, _STOP))
+        length = len(body) & 0xFF
+        return bytes((_START, length, length, _START)) + body + bytes((sum(body) & 0xFF, _STOP))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +80,35 @@ def looks_like_mbus(raw: bytes) -> bool:
 
 
 def decode_frame(buf: bytes, pos: int = 0) -> tuple[MbusFrame, int]:
-    """One long frame at ``pos``; returns it and the position after its stop byte."""
+    """One long frame at ``pos``; returns it and the position after its stop byte.
+
+    Some meters (the Sagemcom frames in toreamun/amshan ``tests/test_wiredmb.py``) send 257 bytes
+    after an L field of 0x01: the length modulo 256. When the frame as L gives it does not hold
+    (too short, wrong checksum or stop byte) but L + 256 bytes end in a matching checksum and a
+    stop byte, the frame is read so and marked ``length_wrapped``; a checksum over 257 bytes
+    that happens to match is the evidence, not a guess.
+    """
     try:
-        return _decode_frame(bytes(buf), pos)
+        buf = bytes(buf)
+        try:
+            return _decode_frame(buf, pos, 0)
+        except DecodeError as exc:
+            try:
+                return _decode_frame(buf, pos, 0x100)
+            except DecodeError:
+                raise exc from None
     except (IndexError, ValueError, struct.error) as exc:  # a short buffer read past its end
         raise DecodeError(f"M-Bus frame truncated ({exc})", pos) from None
 
 
-def _decode_frame(buf: bytes, pos: int) -> tuple[MbusFrame, int]:
+def _decode_frame(buf: bytes, pos: int, wrap: int) -> tuple[MbusFrame, int]:
     if len(buf) - pos < _HEADER:
         raise DecodeError("M-Bus frame header truncated", pos)
     if buf[pos] != _START or buf[pos + 3] != _START:
         raise DecodeError("not an M-Bus long frame (68 L L 68)", pos)
-    length = buf[pos + 1]
-    if buf[pos + 2] != length:
-        raise DecodeError(f"M-Bus length fields differ ({length} and {buf[pos + 2]})", pos + 2)
+    if buf[pos + 2] != buf[pos + 1]:
+        raise DecodeError(f"M-Bus length fields differ ({buf[pos + 1]} and {buf[pos + 2]})", pos + 2)
+    length = buf[pos + 1] + wrap
     if length < _MIN_LENGTH:
         raise DecodeError(f"M-Bus length {length} is shorter than C, A and CI", pos + 1)
     body_start = pos + _HEADER
@@ -106,7 +123,7 @@ def _decode_frame(buf: bytes, pos: int) -> tuple[MbusFrame, int]:
         )
     if buf[end - 1] != _STOP:
         raise DecodeError(f"M-Bus stop byte 0x{buf[end - 1]:02X}, expected 0x16", end - 1)
-    return MbusFrame(body[0], body[1], body[2], body[3:]), end
+    return MbusFrame(body[0], body[1], body[2], body[3:], bool(wrap)), end
 
 
 def decode_frames(buf: bytes) -> list[MbusFrame]:

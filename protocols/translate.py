@@ -165,9 +165,15 @@ def _translate_mbus(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
                 "control_information": f"0x{frame.control_information:02X}", "segment": segment.sequence,
                 "last_segment": segment.last, "source_tsap": segment.source_tsap,
                 "destination_tsap": segment.destination_tsap, "length": len(segment.apdu_part),
+                "length_wrapped": frame.length_wrapped,
             })
     layers = [{"layer": "m-bus", "frames": described}]
-    return _result(Framing.MBUS, layers, [apdu for _segments, apdu in messages], keys)
+    out = _result(Framing.MBUS, layers, [apdu for _segments, apdu in messages], keys)
+    wrapped = [str(index + 1) for index, frame in enumerate(frames) if frame.length_wrapped]
+    if wrapped:
+        out["notes"].append(f"M-Bus frame(s) {', '.join(wrapped)}: the L field holds the length modulo 256; "
+                            "read by the checksum and stop byte at L + 256")
+    return out
 
 
 def _translate_hdlc(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
@@ -277,6 +283,9 @@ def _receive_block(receiver: GbtReceiver, block: GeneralBlockTransfer) -> None:
     expected = receiver.last_received + 1
     receiver.receive(block)  # what it would acknowledge does not matter in a capture
     if receiver.last_received != expected:
+        if block.block_number == 1:
+            raise DecodeError(f"general-block-transfer block 1 starts a new stream while the one before stops "
+                              f"at block {expected - 1}: its later blocks are not given")
         raise DecodeError(f"general-block-transfer block {block.block_number} where {expected} was expected")
 
 

@@ -105,14 +105,14 @@ def _translate(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
             raise DecodeError(f"{len(raw) - end} bytes after the wrapper PDU", end)
         layer = {"layer": "wrapper", "version": frame.version, "source_wport": frame.source,
                  "destination_wport": frame.destination, "length": len(frame.apdu)}
-        return _result(Framing.WRAPPER, [layer], [frame.apdu], keys)
+        return _result(Framing.WRAPPER, [layer], [frame.apdu], keys, _WRAPPER_HEADER)
     if mbus.looks_like_mbus(raw):
         return _translate_mbus(raw, keys)
     if raw[:1] in (b"/", b"\x06"):
         message = iec62056_21.decode_message(raw)
         return {"framing": Framing.IEC62056_21.value, "layers": [{"layer": "iec62056-21", **_plain(message)}]}
     if raw[:3] in _LLC_HEADERS:
-        return _translate_llc_or_gateway(raw, keys)
+        return _translate_llc(raw, keys)
     return _result(Framing.APDU, [], [raw], keys)
 
 
@@ -128,28 +128,18 @@ def _llc_layer(header: bytes) -> dict[str, Any]:
     return {"layer": "llc", "direction": "command" if header == LLC_COMMAND else "response"}
 
 
-def _translate_llc_or_gateway(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
-    """E6 E7 00 / E6 E6 00 open both an LLC header and (0xE6) a gateway request: decide by what parses.
+def _translate_llc(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
+    """E6 E7 00 / E6 E6 00 open both the LLC header of a HAN port and (0xE6) a gateway request.
 
-    The LLC reading is tried first: a gateway request with network id 0xE6/0xE7 and an empty
-    physical address is far less likely than the HAN port's LLC header. If the APDU after the
-    header does not decode, the gateway reading is tried; if neither decodes, the LLC reading's
-    error is raised (it is the likelier intent).
+    Read as a gateway request, the same bytes are network id 0xE6/0xE7, an empty physical address
+    and then exactly the APDU the LLC reading finds: both readings parse or fail together, so what
+    parses cannot tell them apart. An empty address names no meter, so the LLC reading is taken,
+    and the output says so; a gateway request with a real address (length byte not 0) never
+    reaches here and is decoded as one.
     """
-    try:
-        out = _result(Framing.LLC, [_llc_layer(raw[:3])], [raw[3:]], keys)
-    except DecodeError as llc_error:
-        if raw[0] != XdlmsTag.GATEWAY_REQUEST:
-            raise
-        try:
-            out = _result(Framing.APDU, [], [raw], keys)
-        except DecodeError:
-            raise _within("after the LLC header", llc_error, 3) from None
-        out["notes"].insert(0, f"{raw[:3].hex(' ').upper()} read as a gateway request: the APDU after it "
-                               f"as an LLC header does not decode ({llc_error})")
-        return out
-    out["notes"].insert(0, f"{raw[:3].hex(' ').upper()} read as the LLC header of a HAN port "
-                           "(IEC 62056-46), not as a gateway request")
+    out = _result(Framing.LLC, [_llc_layer(raw[:3])], [raw[3:]], keys, len(LLC_COMMAND))
+    out["notes"].insert(0, f"{raw[:3].hex(' ').upper()} read as the LLC header of a HAN port (IEC 62056-46): "
+                           "as a gateway request it would address no meter (empty physical address)")
     return out
 
 
@@ -214,19 +204,25 @@ def _translate_hdlc(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
 
 
 def _result(framing: Framing, layers: list[dict[str, Any]], messages: list[bytes],
-            keys: TranslatorKeys | None) -> dict[str, Any]:
-    """The description of the APDUs the link layer delivered, GBT blocks reassembled first."""
+            keys: TranslatorKeys | None, apdu_offset: int = 0) -> dict[str, Any]:
+    """The description of the APDUs the link layer delivered, GBT blocks reassembled first.
+
+    ``apdu_offset`` is where a lone APDU starts in the input (after an LLC header or a wrapper
+    header), so that its errors give offsets in the input; APDUs joined from several frames keep
+    offsets within the joined APDU, and their error says so ("in APDU n").
+    """
     apdus, blocks = _reassemble(messages)
     if blocks:
         layers = [*layers, {"layer": "general-block-transfer", "blocks": blocks}]
     notes: list[str] = []
     described = []
     for index, apdu in enumerate(apdus):
-        where = "in the APDU" if len(apdus) == 1 else f"in APDU {index + 1}"
         try:
             described.append(describe_apdu(apdu, keys, notes))
         except DecodeError as exc:
-            raise _within(where, exc) from None
+            if framing in (Framing.APDU, Framing.LLC, Framing.WRAPPER) and not blocks:
+                raise _within("in the APDU", exc, apdu_offset) from None
+            raise _within(f"in APDU {index + 1}", exc, None) from None
     out: dict[str, Any] = {"framing": framing.value, "layers": layers}
     if len(described) == 1:
         out["apdu"] = described[0]
@@ -257,7 +253,7 @@ def _reassemble(messages: list[bytes]) -> tuple[list[bytes], list[dict[str, Any]
         try:
             block = decode_general_block_transfer(message)
         except DecodeError as exc:
-            raise _within(f"in general-block-transfer message {index + 1}", exc) from None
+            raise _within(f"in general-block-transfer message {index + 1}", exc, None) from None
         blocks.append({"block_number": block.block_number, "last_block": block.last_block,
                        "streaming": block.streaming, "window": block.window,
                        "block_number_ack": block.block_number_ack, "length": len(block.block_data)})
@@ -289,13 +285,21 @@ def _receive_block(receiver: GbtReceiver, block: GeneralBlockTransfer) -> None:
         raise DecodeError(f"general-block-transfer block {block.block_number} where {expected} was expected")
 
 
-def _within(where: str, exc: DecodeError, shift: int = 0) -> DecodeError:
-    """The same error, saying which part of the input it is in; offsets stay those of that part."""
+def _within(where: str, exc: DecodeError, shift: int | None = 0) -> DecodeError:
+    """The same error, saying which part of the input it is in.
+
+    With ``shift`` the offset becomes one in the enclosing bytes; with ``shift=None`` it stays one
+    within that part, written into the message so no outer layer shifts it again.
+    """
     text = str(exc)
     suffix = f" (at offset {exc.offset})"
     if exc.offset is not None and text.endswith(suffix):
         text = text[: -len(suffix)]
-    return DecodeError(f"{where}: {text}", None if exc.offset is None else exc.offset + shift)
+    if exc.offset is None:
+        return DecodeError(f"{where}: {text}")
+    if shift is None:
+        return DecodeError(f"{where} (at offset {exc.offset} within it): {text}")
+    return DecodeError(f"{where}: {text}", exc.offset + shift)
 
 
 def _describe_frame(frame: HdlcFrame) -> dict[str, Any]:
@@ -354,7 +358,7 @@ def describe_apdu(raw: bytes, keys: TranslatorKeys | None, notes: list[str] | No
         try:
             out["deciphered"] = describe_apdu(plain, keys, notes)
         except DecodeError as exc:
-            raise _within("in the deciphered APDU", exc) from None
+            raise _within("in the deciphered APDU", exc, None) from None
     return out
 
 
@@ -418,7 +422,7 @@ def _decoded_field(raw: bytes, field: str) -> Any:
     try:
         return describe_data(decode_data_exact(raw))
     except DecodeError as exc:
-        raise _within(f"in its {field.replace('_', ' ')}", exc) from None
+        raise _within(f"in its {field.replace('_', ' ')}", exc, None) from None
 
 
 def _plain(value: Any, field: str | None = None) -> Any:
@@ -431,7 +435,7 @@ def _plain(value: Any, field: str | None = None) -> Any:
             try:
                 return describe_apdu(raw, None)
             except DecodeError as exc:
-                raise _within("in the APDU it carries", exc) from None
+                raise _within("in the APDU it carries", exc, None) from None
         return raw.hex().upper()
     if isinstance(value, bool) or value is None or (isinstance(value, int | float | str) and not isinstance(
         value, Enum

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from bench.codec_peers import AK, CIPHERED_APDU, EK, EXPECTED_ROWS, PLAIN_APDU, SERVER_SYSTEM_TITLE
 from protocols.errors import DecodeError, SecurityError
 from protocols.hdlc import FrameType, HdlcFrame, client_address, server_address
-from protocols.translate import TranslatorKeys, translate
+from protocols.translate import TranslatorKeys, translate, translate_data
 from protocols.wrapper import WrapperFrame
+from protocols.xdlms.gbt import split_into_blocks
 
 GET_CLOCK = bytes.fromhex("C001C100080000010000FF0200")
 KEYS = TranslatorKeys(EK, AK, SERVER_SYSTEM_TITLE)
@@ -103,3 +104,100 @@ def test_mutated_apdus_give_a_description_or_a_typed_error(raw: bytes, data: st.
         mutable[data.draw(st.integers(0, len(mutable) - 1))] = data.draw(st.integers(0, 255))
     with contextlib.suppress(DecodeError, SecurityError):
         json.dumps(translate(bytes(mutable), KEYS))
+
+
+# --- framings found and said -----------------------------------------------------------------
+
+PUSH = bytes.fromhex("0F40000000000201" "06000016DC")  # DataNotification, no date-time, one value
+METER, PUSH_SOURCE = server_address(1, 0x11, 2), client_address(0x10)
+
+
+def _ui(information: bytes, *, segmented: bool = False) -> bytes:
+    return HdlcFrame(FrameType.UI, METER, PUSH_SOURCE, information, segmented=segmented).encode()
+
+
+def test_llc_header_and_apdu_is_the_han_framing_not_a_gateway_request() -> None:
+    out = translate(b"\xe6\xe7\x00" + PUSH)
+    assert out["framing"] == "han-llc"
+    assert out["layers"] == [{"layer": "llc", "direction": "response"}]
+    assert out["apdu"]["type"] == "DataNotification"
+    assert "LLC header" in out["notes"][0] and "gateway" in out["notes"][0]
+
+
+def test_a_gateway_request_with_an_address_stays_a_gateway_request() -> None:
+    out = translate(b"\xe6\x01\x03\xaa\xbb\xcc" + GET_CLOCK)
+    assert out["framing"] == "apdu"
+    assert out["apdu"]["type"] == "GatewayRequest"
+    assert out["apdu"]["apdu"]["type"] == "GetRequestNormal"
+
+
+def test_a_gateway_request_carrying_garbage_is_an_error_not_json() -> None:
+    with pytest.raises(DecodeError, match="in the APDU it carries"):
+        translate(b"\xe6\x01\x01\xaa\xc4")
+
+
+def test_undecodable_data_is_an_error_not_json() -> None:
+    # A GET response whose array announces two elements and carries one.
+    with pytest.raises(DecodeError, match="in its result"):
+        translate(bytes.fromhex("C401C100" "0102" "1101"))
+
+
+def test_tagged_push_date_time_is_read_with_a_note() -> None:
+    out = translate(bytes.fromhex("E6E7000F40000000090C07E3020401173416FF800000020106000016DC"))
+    assert out["apdu"]["date_time"]["text"] == "2019-02-04 23:52:22"
+    assert out["apdu"]["date_time_tagged"] is True
+    assert any("tagged octet-string" in note for note in out["notes"])
+
+
+def test_several_hdlc_frames_give_several_apdus() -> None:
+    out = translate(_ui(b"\xe6\xe7\x00" + PUSH) + _ui(b"\xe6\xe7\x00" + GET_CLOCK))
+    assert out["framing"] == "hdlc"
+    assert [apdu["type"] for apdu in out["apdus"]] == ["DataNotification", "GetRequestNormal"]
+
+
+def test_segmented_frames_are_joined_and_a_missing_end_is_an_error() -> None:
+    head, tail = b"\xe6\xe7\x00" + PUSH[:6], PUSH[6:]
+    out = translate(_ui(head, segmented=True) + _ui(tail))
+    assert out["apdu"]["body"]["value"][0]["value"] == 5852
+    assert [f["segmented"] for f in out["layers"][0]["frames"]] == [True, False]
+    with pytest.raises(DecodeError, match="continues in frames not given"):
+        translate(_ui(head, segmented=True))
+
+
+def _gbt_frames(apdu: bytes, size: int) -> list[bytes]:
+    blocks = [block.encode() for block in split_into_blocks(apdu, size)]
+    return [_ui((b"\xe6\xe7\x00" if i == 0 else b"") + block) for i, block in enumerate(blocks)]
+
+
+def test_gbt_blocks_in_hdlc_frames_are_reassembled() -> None:
+    frames = _gbt_frames(PUSH, 4)
+    out = translate(b"".join(frames))
+    assert out["apdu"]["type"] == "DataNotification"
+    blocks = out["layers"][-1]
+    assert blocks["layer"] == "general-block-transfer"
+    assert [b["block_number"] for b in blocks["blocks"]] == [1, 2, 3, 4]  # 13 bytes in blocks of 4
+    assert [b["last_block"] for b in blocks["blocks"]] == [False, False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("pick", "message"),
+    [
+        (lambda f: f[:2], "its last block is not given"),
+        (lambda f: [f[0], f[2]], "block 3 where 2 was expected"),
+        (lambda f: f[1:], "starts at block 2"),
+        (lambda f: [f[0], f[1], f[0], f[1], f[2]], "block 1 starts a new stream"),
+        (lambda f: [f[0], _ui(GET_CLOCK), f[1], f[2]], "interrupts a general-block-transfer stream"),
+    ],
+)
+def test_gbt_streams_with_lost_blocks_are_errors(pick: object, message: str) -> None:
+    frames = _gbt_frames(PUSH, 4)
+    with pytest.raises(DecodeError, match=message):
+        translate(b"".join(pick(frames)))  # type: ignore[operator]
+
+
+def test_bare_data_with_translate_data() -> None:
+    out = translate_data(bytes.fromhex("0202" "0906" "0100010700FF" "06000016DC"))
+    assert out["framing"] == "a-xdr-data"
+    assert out["data"]["value"][1] == {"type": "double-long-unsigned", "value": 5852}
+    with pytest.raises(DecodeError):
+        translate_data(bytes.fromhex("0202" "0906" "0100"))

@@ -114,7 +114,8 @@ def _decode_frame(buf: bytes, pos: int, wrap: int) -> tuple[MbusFrame, int]:
     body_start = pos + _HEADER
     end = body_start + length + 2
     if end > len(buf):
-        raise DecodeError(f"M-Bus frame of {length} bytes truncated: {len(buf) - body_start} given", pos)
+        raise DecodeError(f"M-Bus frame truncated: L={length} needs {length + 2} bytes after the header "
+                          f"(with checksum and stop byte), {len(buf) - body_start} given", pos)
     body = buf[body_start : body_start + length]
     checksum = buf[body_start + length]
     if sum(body) & 0xFF != checksum:

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from protocols import iec62056_21
+from protocols import iec62056_21, mbus
 from protocols.apdu import decode_apdu
 from protocols.axdr import decode_data, skip_data
 from protocols.cosem import INTERFACE_CLASSES, attribute_from_data
@@ -26,13 +26,15 @@ from protocols.errors import DecodeError, SecurityError
 from protocols.hdlc import HdlcConnection, HdlcFrame, Role, client_address, server_address
 from protocols.obis import ObisCode
 from protocols.security import decipher, decode_ciphered_apdu
-from protocols.translate import TranslatorKeys, translate
+from protocols.translate import TranslatorKeys, translate, translate_data
 from protocols.wrapper import WrapperConnection, WrapperFrame
 from protocols.xdlms.selective_access import CaptureObjectDefinition
 
 EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 AK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
 TITLE = bytes.fromhex("4D4D4D0000BC614E")
+# The published key of the real captures in tests/vectors/captures.py: mutated captures decipher.
+CAPTURE_KEY = bytes.fromhex("101112131415161718191A1B1C1D1E1F")
 ALLOWED: tuple[type[BaseException], ...] = (DecodeError, SecurityError)
 BUDGETS = {"small": 300, "medium": 3000, "large": 20000}
 
@@ -111,6 +113,9 @@ TARGETS: dict[str, Callable[[bytes], Any]] = {
     "cosem.parse_profile_buffer": lambda raw: parse_profile_buffer(raw, _COLUMNS, 900),
     "translate": translate,
     "translate.with_keys": lambda raw: translate(raw, TranslatorKeys(EK, AK, TITLE)),
+    "translate.with_capture_key": lambda raw: translate(raw, TranslatorKeys(CAPTURE_KEY)),
+    "translate.data": translate_data,
+    "mbus.join_segments": lambda raw: mbus.join_segments(mbus.decode_frames(raw)),
 }
 
 

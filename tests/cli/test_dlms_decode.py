@@ -43,6 +43,10 @@ def test_reads_stdin_and_deciphers() -> None:
         (["dlms", "decode", CIPHERED_APDU.hex(), "--key", "00" * 16, "--auth-key", "00" * 16,
           "--system-title", "4D4D4D0000BC614E"], "authentication tag"),
         (["dlms", "decode", "C001", "--auth-key", "00"], "go with --key"),
+        (["dlms", "decode", "0202", "--data"], "DecodeError"),
+        (["dlms", "decode", "0600000001", "--data", "--key", "00" * 16], "takes no keys"),
+        (["dlms", "decode", "7EA0"], "DecodeError"),
+        (["dlms", "decode", "6803036853FF100016"], "checksum"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -51,6 +55,15 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_bare_data_with_the_data_option() -> None:
+    result = runner.invoke(app, ["dlms", "decode", "--data", "0202 0906 0100010700FF 06000016DC"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["framing"] == "a-xdr-data"
+    assert out["data"]["value"][0] == {"type": "octet-string", "value": "0100010700FF"}
+    assert out["data"]["value"][1]["value"] == 5852
 
 
 def test_as_a_real_process() -> None:

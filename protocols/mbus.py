@@ -5,6 +5,14 @@ of those bytes modulo 256. The DLMS/COSEM transport over M-Bus uses CI values 0x
 (0x10) marks the last segment of an APDU and bits 0-3 count the segments modulo 16; every segment
 starts with the source and destination TSAPs (one byte each) before its part of the APDU.
 
+CI 0x60/0x61 (to the device) and 0x7C/0x7D (from the device) carry "DLMS/COSEM with OBIS
+identifier" after the transport-layer header of EN 13757-7 (long: 12 bytes, identification,
+manufacturer, version, device type, access number, status, configuration; short: 4 bytes, access
+number, status, configuration), one whole APDU per frame. Source: EN 13757-7:2018 table 2 as
+reproduced in the CI table of the Elixir library exmbus (``Exmbus.CI``); the configuration field's
+security mode (bits 8-12, little-endian) must be 0 here: an OMS-ciphered payload is refused, not
+misread. No capture of these CIs from a real meter was at hand; the Austrian meters use 0x00-0x1F.
+
 Sources, for the layout and the CI bits: the customer-interface descriptions of the Austrian grid
 operators, as reproduced with worked examples in fneur/smart-meter-tirol ``doc/EXAMPLE.md``
 (TINETZ, Kaifa MA309: "CI=0x00 for the 1st segment and CI=0x11 for the 2nd") and Netz NÖ
@@ -24,6 +32,7 @@ from protocols.errors import DecodeError, EncodeError
 
 __all__ = [
     "DLMS_CI_MAX",
+    "TPL_HEADER_LENGTHS",
     "MbusFrame",
     "MbusSegment",
     "decode_frame",
@@ -41,6 +50,9 @@ DLMS_CI_MAX = 0x1F
 _CI_LAST_SEGMENT = 0x10
 _CI_SEQUENCE = 0x0F
 _TSAPS = 2
+#: CIs of DLMS/COSEM after an EN 13757-7 transport-layer header, and that header's length.
+TPL_HEADER_LENGTHS = {0x60: 12, 0x61: 4, 0x7C: 12, 0x7D: 4}
+_MODE_MASK = 0x1F
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +76,19 @@ class MbusFrame:
 
 @dataclass(frozen=True, slots=True)
 class MbusSegment:
-    """A frame read as one segment of the DLMS/COSEM transport layer."""
+    """A frame read as one segment of the DLMS/COSEM transport layer.
+
+    Frames with a transport-layer header (CI 0x60/0x61/0x7C/0x7D) are one whole APDU: a single
+    last segment without TSAPs, their header kept in ``tpl_header``.
+    """
 
     frame: MbusFrame
     last: bool
     sequence: int
-    source_tsap: int
-    destination_tsap: int
+    source_tsap: int | None
+    destination_tsap: int | None
     apdu_part: bytes
+    tpl_header: bytes = b""
 
 
 def looks_like_mbus(raw: bytes) -> bool:
@@ -142,8 +159,20 @@ def decode_frames(buf: bytes) -> list[MbusFrame]:
 
 def _segment(frame: MbusFrame, index: int) -> MbusSegment:
     ci = frame.control_information
+    header_length = TPL_HEADER_LENGTHS.get(ci)
+    if header_length is not None:
+        if len(frame.data) <= header_length:
+            raise DecodeError(f"M-Bus frame {index + 1}: CI 0x{ci:02X} needs a {header_length}-byte transport "
+                              "header and an APDU")
+        header = frame.data[:header_length]
+        mode = int.from_bytes(header[-2:], "little") >> 8 & _MODE_MASK
+        if mode:
+            raise DecodeError(f"M-Bus frame {index + 1}: transport-layer security mode {mode} (OMS ciphering) "
+                              "is not supported")
+        return MbusSegment(frame, True, 0, None, None, frame.data[header_length:], header)
     if ci > DLMS_CI_MAX:
-        raise DecodeError(f"M-Bus frame {index + 1}: CI 0x{ci:02X} is not the DLMS/COSEM transport (0x00-0x1F)")
+        raise DecodeError(f"M-Bus frame {index + 1}: CI 0x{ci:02X} carries no DLMS/COSEM "
+                          "(0x00-0x1F, 0x60, 0x61, 0x7C, 0x7D do)")
     if len(frame.data) < _TSAPS:
         raise DecodeError(f"M-Bus frame {index + 1}: no room for the source and destination TSAPs")
     return MbusSegment(frame, bool(ci & _CI_LAST_SEGMENT), ci & _CI_SEQUENCE, frame.data[0], frame.data[1],
@@ -160,6 +189,8 @@ def join_segments(frames: list[MbusFrame]) -> list[tuple[list[MbusSegment], byte
     current: list[MbusSegment] = []
     for index, frame in enumerate(frames):
         segment = _segment(frame, index)
+        if current and segment.tpl_header:
+            raise DecodeError(f"M-Bus frame {index + 1}: a whole APDU inside a segmented one")
         if current:
             expected = (current[-1].sequence + 1) & _CI_SEQUENCE
             if segment.sequence != expected:

@@ -156,6 +156,7 @@ def _translate_mbus(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
                 "last_segment": segment.last, "source_tsap": segment.source_tsap,
                 "destination_tsap": segment.destination_tsap, "length": len(segment.apdu_part),
                 "length_wrapped": frame.length_wrapped,
+                **({"transport_header": segment.tpl_header.hex().upper()} if segment.tpl_header else {}),
             })
     layers = [{"layer": "m-bus", "frames": described}]
     out = _result(Framing.MBUS, layers, [apdu for _segments, apdu in messages], keys)

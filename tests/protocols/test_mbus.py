@@ -68,7 +68,7 @@ def test_a_length_past_255_is_read_by_its_checksum_and_stop_byte() -> None:
         ((0x11,), "first segment is not given"),
         ((0x00, 0x12), "segment 2 where 1 was expected"),
         ((0x00, 0x01), "no last segment"),
-        ((0x72,), "not the DLMS/COSEM transport"),
+        ((0x72,), "carries no DLMS/COSEM"),
     ],
 )
 def test_segments_out_of_order_or_missing_are_refused(cis: tuple[int, ...], message: str) -> None:
@@ -93,3 +93,29 @@ def test_any_bytes_give_frames_or_a_decode_error(raw: bytes) -> None:
         join_segments(frames)
     except DecodeError:
         return
+
+
+# A short transport-layer header: access number, status, configuration (little-endian, mode 0).
+SHORT_HEADER = bytes.fromhex("2A000000")
+
+
+def test_dlms_after_a_transport_layer_header_is_one_whole_apdu() -> None:
+    get = bytes.fromhex("C001C100080000010000FF0200")
+    frames = [MbusFrame(0x08, 0x05, 0x7D, SHORT_HEADER + get), MbusFrame(0x08, 0x05, 0x7C, bytes(12) + get)]
+    out = join_segments(decode_frames(b"".join(f.encode() for f in frames)))
+    assert [apdu for _segments, apdu in out] == [get, get]
+    assert out[0][0][0].tpl_header == SHORT_HEADER and out[0][0][0].source_tsap is None
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        ([MbusFrame(0x08, 0x05, 0x7D, bytes.fromhex("2A000005") + b"\xc0")], "security mode 5"),
+        ([MbusFrame(0x08, 0x05, 0x7C, bytes(12))], "12-byte transport header and an APDU"),
+        ([_segment(0x00, b"\x0f"), MbusFrame(0x08, 0x05, 0x7D, SHORT_HEADER + b"\xc0")], "inside a segmented"),
+    ],
+)
+def test_transport_layer_headers_refused_when_ciphered_short_or_misplaced(frames: list[MbusFrame],
+                                                                          message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        join_segments(frames)

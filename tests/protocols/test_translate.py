@@ -201,3 +201,13 @@ def test_bare_data_with_translate_data() -> None:
     assert out["data"]["value"][1] == {"type": "double-long-unsigned", "value": 5852}
     with pytest.raises(DecodeError):
         translate_data(bytes.fromhex("0202" "0906" "0100"))
+
+
+def test_m_bus_frame_with_a_transport_layer_header() -> None:
+    from protocols.mbus import MbusFrame
+
+    raw = MbusFrame(0x08, 0x05, 0x7D, bytes.fromhex("2A000000") + GET_CLOCK).encode()
+    out = translate(raw)
+    assert out["framing"] == "m-bus"
+    assert out["layers"][0]["frames"][0]["transport_header"] == "2A000000"
+    assert out["apdu"]["type"] == "GetRequestNormal"

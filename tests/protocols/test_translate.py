@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bench.codec_peers import AK, CIPHERED_APDU, EK, EXPECTED_ROWS, PLAIN_APDU, SERVER_SYSTEM_TITLE
 from protocols.errors import DecodeError, SecurityError
 from protocols.hdlc import FrameType, HdlcFrame, client_address, server_address
+from protocols.mbus import MbusFrame
 from protocols.translate import TranslatorKeys, translate, translate_data
 from protocols.wrapper import WrapperFrame
 from protocols.xdlms.gbt import split_into_blocks
@@ -204,8 +205,6 @@ def test_bare_data_with_translate_data() -> None:
 
 
 def test_m_bus_frame_with_a_transport_layer_header() -> None:
-    from protocols.mbus import MbusFrame
-
     raw = MbusFrame(0x08, 0x05, 0x7D, bytes.fromhex("2A000000") + GET_CLOCK).encode()
     out = translate(raw)
     assert out["framing"] == "m-bus"

@@ -93,7 +93,11 @@ def translate_data(raw: bytes) -> dict[str, Any]:
     raw = bytes(raw)
     if not raw:
         raise DecodeError("nothing to decode", 0)
-    return {"framing": Framing.DATA.value, "layers": [], "data": describe_data(decode_data_exact(raw))}
+    try:
+        described = describe_data(decode_data_exact(raw))
+    except (IndexError, ValueError, struct.error) as exc:  # as in translate: one typed error
+        raise DecodeError(f"undecodable data ({type(exc).__name__}: {exc})") from None
+    return {"framing": Framing.DATA.value, "layers": [], "data": described}
 
 
 def _translate(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:

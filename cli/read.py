@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -86,8 +87,13 @@ def read(
     recheck_dc: Annotated[
         bool, typer.Option("--recheck-dc", help="Contact the concentrator even if it was unreachable last time.")
     ] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v",
+        help="Trace the session on stderr (INFO): what was read leniently, limits learned, retries.")] = False,
 ) -> None:
     """Read a meter now: prints the order number, EXE/WARN/FAIL with the reason, and the values."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="hes read: %(name)s: %(message)s", stream=sys.stderr)
 
     def act() -> ReadResult:
         if what not in WHATS:

@@ -203,9 +203,13 @@ def _translate_hdlc(raw: bytes, keys: TranslatorKeys | None) -> dict[str, Any]:
     layers: list[dict[str, Any]] = [{"layer": "hdlc", "frames": frames}]
     if llc is not None:
         layers.append(llc)
+    link_notes = [f"HDLC frame {index} ({frame['type']}) parameters: {note}"
+                  for index, frame in enumerate(frames, 1) for note in frame.get("parameter_notes", ())]
     if not messages:
-        return {"framing": Framing.HDLC.value, "layers": layers, "notes": []}
-    return _result(Framing.HDLC, layers, messages, keys)
+        return {"framing": Framing.HDLC.value, "layers": layers, "notes": link_notes}
+    out = _result(Framing.HDLC, layers, messages, keys)
+    out["notes"][:0] = link_notes
+    return out
 
 
 def _result(framing: Framing, layers: list[dict[str, Any]], messages: list[bytes],
@@ -320,7 +324,11 @@ def _describe_frame(frame: HdlcFrame) -> dict[str, Any]:
     if frame.frame_type in (FrameType.I, FrameType.RR, FrameType.RNR):
         out["receive_sequence"] = frame.receive_sequence
     if frame.frame_type in (FrameType.SNRM, FrameType.UA) and frame.information:
-        out["parameters"] = _plain(HdlcParameters.decode(frame.information))
+        # Read as the link reads it: leniently, naming what was odd (a station would still connect).
+        parameters, odd = HdlcParameters.read_lenient(frame.information)
+        out["parameters"] = _plain(parameters)
+        if odd:
+            out["parameter_notes"] = list(odd)
     elif frame.information:
         out["information_length"] = len(frame.information)
     return out

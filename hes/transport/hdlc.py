@@ -23,6 +23,7 @@ from hes.transport.wrapper import remaining
 from protocols.errors import ConnectionLost, ReadTimeout, TransportError
 from protocols.hdlc import (
     ApduReceived,
+    Connected,
     Disconnected,
     FrameDiscarded,
     FrameRejected,
@@ -89,6 +90,8 @@ class HdlcLink:
         self.discarded = 0
         #: SNRM, RR or DISC repeated after a read timed out.
         self.repeats = 0
+        #: What was odd in the server's UA parameters (read leniently; empty when they were sound).
+        self.parameter_notes: tuple[str, ...] = ()
 
     @property
     def peer(self) -> str:
@@ -122,6 +125,10 @@ class HdlcLink:
         for event in events:
             if isinstance(event, ApduReceived):
                 self._apdus.append(event.apdu)
+            elif isinstance(event, Connected) and event.notes:
+                # The link is up on a UA (or SNRM) read leniently: say what was odd, once per link.
+                self.parameter_notes = event.notes
+                logger.info("%s: HDLC parameters read leniently: %s", self.peer, "; ".join(event.notes))
             elif isinstance(event, FrameDiscarded):
                 self.discarded += 1
                 logger.debug("%s: frame discarded: %s", self.peer, event.reason)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from protocols.errors import DecodeError, StateError
+from protocols.errors import StateError
 from protocols.hdlc.frame import (
     FLAG,
     LLC_COMMAND,
@@ -67,9 +67,13 @@ class LocalAction(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The link is up; ``parameters`` are the negotiated ones, from this station's point of view."""
+    """The link is up; ``parameters`` are the negotiated ones, from this station's point of view.
+
+    ``notes`` say what was odd in the peer's parameter field (read leniently; empty when it was sound).
+    """
 
     parameters: HdlcParameters
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,11 +432,9 @@ class HdlcConnection:
         self.state = HdlcState.AWAITING_CONNECTION
 
     def _client_connected(self, frame: HdlcFrame) -> None:
-        try:
-            theirs = HdlcParameters.decode(frame.information)
-        except DecodeError as exc:
-            self._events.append(FrameDiscarded(f"UA with bad parameters: {exc}", self._consumed + self._pos))
-            return
+        # Liberal in what it accepts: a UA whose parameters are odd still brings the link up, with
+        # defaults for what could not be read (a discarded UA only makes the client repeat its SNRM).
+        theirs, notes = HdlcParameters.read_lenient(frame.information)
         mine = self.proposed
         self.parameters = HdlcParameters(
             max_info_tx=min(mine.max_info_tx, theirs.max_info_rx),
@@ -442,7 +444,7 @@ class HdlcConnection:
         )
         self._reset_link()
         self.state = HdlcState.CONNECTED
-        self._events.append(Connected(self.parameters))
+        self._events.append(Connected(self.parameters, notes))
 
     def _refused(self, _frame: HdlcFrame) -> None:
         self.state = HdlcState.DISCONNECTED
@@ -474,11 +476,7 @@ class HdlcConnection:
         self._send(FrameType.RR)
 
     def _server_connect(self, frame: HdlcFrame) -> None:
-        try:
-            theirs = HdlcParameters.decode(frame.information)
-        except DecodeError as exc:
-            self._events.append(FrameDiscarded(f"bad SNRM parameters: {exc}", self._consumed + self._pos))
-            return
+        theirs, notes = HdlcParameters.read_lenient(frame.information)
         mine = self.proposed
         self.parameters = HdlcParameters(
             max_info_tx=min(mine.max_info_tx, theirs.max_info_rx),
@@ -491,7 +489,7 @@ class HdlcConnection:
         self._holds_poll = True
         self._send(FrameType.UA, self.parameters.encode())
         self.state = HdlcState.CONNECTED
-        self._events.append(Connected(self.parameters))
+        self._events.append(Connected(self.parameters, notes))
 
     def _answer_dm(self, frame: HdlcFrame) -> None:
         if frame.poll_final:

@@ -35,6 +35,10 @@ LLC_RESPONSE = b"\xe6\xe7\x00"
 DEFAULT_MAX_INFO_LENGTH = 128
 DEFAULT_WINDOW_SIZE = 1
 
+# The parameters of the SNRM/UA group, by identifier, named from the sender's point of view.
+_PARAMETER_NAMES = {0x05: "maximum information length transmit", 0x06: "maximum information length receive",
+                    0x07: "window size transmit", 0x08: "window size receive"}
+
 _FORMAT_TYPE_3 = 0xA0
 _SEGMENTATION_BIT = 0x08
 # Smallest frame: format (2) + destination (1) + source (1) + control (1) + FCS (2).
@@ -209,6 +213,81 @@ class HdlcParameters:
             window_tx=max(1, min(values.get(0x07, DEFAULT_WINDOW_SIZE), 7)),
             window_rx=max(1, min(values.get(0x08, DEFAULT_WINDOW_SIZE), 7)),
         )
+
+    @classmethod
+    def read_lenient(cls, data: bytes) -> tuple[HdlcParameters, tuple[str, ...]]:
+        """Parse an SNRM/UA information field as a liberal receiver: what can be read is used, the rest
+        falls back to the defaults, and each oddity is named in the notes (empty when the field is sound).
+
+        Real stations send odd groups: gurux-dlms's meter server (1.0.203) declares a group length of 0
+        and then sends 18 bytes of parameters (its length is written at the wrong offset, into the last
+        window value). Refusing such a UA leaves the client repeating SNRMs until it gives up, although
+        the parameters are readable; IEC 62056-46 6.4.4.4.3.2 makes the defaults apply to any parameter
+        not given, which is what an unreadable one is taken as here.
+        """
+        if not data:
+            return cls(), ()
+        notes: list[str] = []
+        if data[0] == 0x81 and len(data) >= 2 and data[1] == 0x80:
+            start = 3
+            declared: int | None = data[2] if len(data) >= 3 else None
+        elif data[0] == 0x80:
+            notes.append("the format identifier 81 is missing before the parameter group 80")
+            start, declared = 2, data[1] if len(data) >= 2 else None
+        else:
+            notes.append(f"no parameter group (starts {data[:2].hex(' ')}, not 81 80): defaults used")
+            return cls(), tuple(notes)
+        present = len(data) - start
+        if declared is None:
+            notes.append("the group length is missing: defaults used")
+            return cls(), tuple(notes)
+        if declared != present:
+            notes.append(f"the group length says {declared} bytes but {present} follow: read the {present}")
+        values: dict[int, int] = {}
+        pos = start
+        while pos < len(data):
+            if pos + 2 > len(data):
+                notes.append(f"a parameter cut short at byte {pos} ({data[pos:].hex(' ')}) ignored")
+                break
+            ident, width = data[pos], data[pos + 1]
+            if not 1 <= width <= 4 or pos + 2 + width > len(data):
+                notes.append(f"parameter {ident:#04x} of length {width} at byte {pos} is unreadable: "
+                             "it and what follows are ignored")
+                break
+            value = int.from_bytes(data[pos + 2:pos + 2 + width], "big")
+            if ident not in _PARAMETER_NAMES:
+                notes.append(f"unknown parameter {ident:#04x} (= {value}) ignored")
+            elif ident in values:
+                notes.append(f"{_PARAMETER_NAMES[ident]} given twice ({values[ident]}, then {value}): "
+                             "the first is kept")
+            else:
+                values[ident] = value
+            pos += 2 + width
+        chosen: dict[int, int] = {}
+        for ident, name in _PARAMETER_NAMES.items():
+            if ident not in values:
+                continue
+            value = values[ident]
+            if ident in (0x05, 0x06):
+                if value < 1:
+                    notes.append(f"{name} {value} is not a length: the default {DEFAULT_MAX_INFO_LENGTH} used")
+                    continue
+                if value > MAX_FRAME_LENGTH:
+                    # A station may offer more than a frame holds; the most a frame holds is what it gets.
+                    notes.append(f"{name} {value} exceeds a frame: {MAX_FRAME_LENGTH} used")
+                    value = MAX_FRAME_LENGTH
+            elif not 1 <= value <= 7:
+                # A window is a 3-bit count; anything else is garbage, not an offer of a larger window.
+                notes.append(f"{name} {value} is not a window of 1 to 7: the default {DEFAULT_WINDOW_SIZE} used")
+                continue
+            chosen[ident] = value
+        params = cls(
+            max_info_tx=chosen.get(0x05, DEFAULT_MAX_INFO_LENGTH),
+            max_info_rx=chosen.get(0x06, DEFAULT_MAX_INFO_LENGTH),
+            window_tx=chosen.get(0x07, DEFAULT_WINDOW_SIZE),
+            window_rx=chosen.get(0x08, DEFAULT_WINDOW_SIZE),
+        )
+        return params, tuple(notes)
 
     def reversed(self) -> HdlcParameters:
         """The same values seen from the peer (its tx is our rx)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import socket
 import tty
@@ -20,7 +21,7 @@ from hes.transport import HdlcOptions, WrapperLink, open_hdlc, open_serial, open
 from hes.transport.tcp import Phase, map_errors
 from protocols.cosem_datetime import CosemDateTime
 from protocols.errors import ConnectionLost, ConnectTimeout, ReadTimeout
-from protocols.hdlc import ApduReceived, HdlcConnection, HdlcState, Role, server_address
+from protocols.hdlc import ApduReceived, HdlcConnection, HdlcParameters, HdlcState, Role, server_address
 from protocols.iec62056_21 import IdentificationMessage
 from protocols.wrapper import WrapperFrame
 from simulators.clock import FieldClock
@@ -29,6 +30,7 @@ from simulators.meter import CLOCK, SERIAL_NUMBER, MeterConfig, SimulatedMeter
 from simulators.optical import OpticalPort
 from tests.fieldtime import EPOCH
 from tests.simulators.test_optical_probe import OpticalProbe
+from tests.vectors.hdlc_vectors import HDLC_FRAMES
 
 
 def run(body: Callable[[], Awaitable[None]], limit: float = 15.0) -> None:
@@ -294,3 +296,30 @@ def test_session_over_the_optical_port_after_the_sign_on() -> None:
             assert port.sign_ons == 1 and not port.failures
 
     run(body)
+
+
+def test_hdlc_link_comes_up_on_gurux_servers_odd_ua_and_logs_what_was_odd(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The UA of gurux-dlms's meter server (group length 0, then 18 bytes): one SNRM, link up, one INFO line."""
+    ua = dict((n, h) for n, _, h, _ in HDLC_FRAMES)["ua-gurux-server-group-length-0"]
+
+    async def gurux_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        writer.write(bytes.fromhex(ua))
+        await writer.drain()
+        await reader.read(4096)
+
+    async def body() -> None:
+        async with server(gurux_like) as port:
+            link = await open_hdlc(await open_tcp("127.0.0.1", port, timeout=2.0), HdlcOptions(client_sap=16, retries=3),
+                                   timeout=1.0)
+            assert link.state is HdlcState.CONNECTED and link.repeats == 0
+            assert link.parameters == HdlcParameters(128, 128, 1, 1)
+            assert link.parameter_notes[0] == "the group length says 0 bytes but 18 follow: read the 18"
+            await link.aclose()
+
+    with caplog.at_level(logging.INFO, logger="hes.transport.hdlc"):
+        run(body)
+    (line,) = [r.getMessage() for r in caplog.records if "read leniently" in r.getMessage()]
+    assert "group length says 0 bytes but 18 follow" in line and "window size receive 131073" in line

@@ -285,6 +285,60 @@ def test_client_takes_ua_vector() -> None:
     assert client.receive_data(bytes.fromhex(ua)) == [Connected(HdlcParameters(154, 154, 1, 1))]
 
 
+def test_client_connects_on_gurux_servers_ua_and_says_what_was_odd() -> None:
+    """gurux-dlms's meter server declares a group of 0 bytes and sends 18: the link comes up anyway."""
+    client = HdlcConnection(Role.CLIENT, client_address=CLIENT, server_address=HdlcAddress(1))
+    client.connect()
+    client.data_to_send()
+    ua = dict((n, h) for n, _, h, _ in HDLC_FRAMES)["ua-gurux-server-group-length-0"]
+    (event,) = client.receive_data(bytes.fromhex(ua))
+    assert isinstance(event, Connected) and client.state is HdlcState.CONNECTED
+    assert event.parameters == HdlcParameters(128, 128, 1, 1)
+    assert event.notes == ("the group length says 0 bytes but 18 follow: read the 18",
+                           "window size receive 131073 is not a window of 1 to 7: the default 1 used")
+
+
+@pytest.mark.parametrize(
+    ("field", "expected", "odd"),
+    [
+        # A sound group: no note.
+        ("81801205019a06019a070400000001080400000001", HdlcParameters(154, 154, 1, 1), []),
+        # Parameters in another order, some missing: the standard's defaults, nothing odd.
+        ("8180080802000306020200", HdlcParameters(128, 512, 1, 3), []),
+        # The group length larger than what follows.
+        ("81801405019a06019a", HdlcParameters(154, 154, 1, 1), ["group length says 20"]),
+        # An unknown parameter, a parameter twice, a three-byte width.
+        ("81800e09010105019a05010106030000c8", HdlcParameters(154, 200, 1, 1),
+         ["unknown parameter 0x09", "given twice (154, then 1)"]),
+        # A window of 0, an info length of 0, a length beyond a frame.
+        ("81800d070100060100050210000801ff", HdlcParameters(0x7FF, 128, 1, 1),
+         ["4096 exceeds a frame", "maximum information length receive 0", "window size transmit 0",
+          "window size receive 255"]),
+        # Cut inside a parameter: what came before is kept.
+        ("81800805019a0604000001", HdlcParameters(154, 128, 1, 1), ["length 4 at byte 6 is unreadable"]),
+        # The format identifier left out.
+        ("800305019a", HdlcParameters(154, 128, 1, 1), ["format identifier 81 is missing"]),
+        # Not a parameter group at all: defaults.
+        ("0102030405", HdlcParameters(), ["no parameter group"]),
+        ("8180", HdlcParameters(), ["group length is missing"]),
+    ],
+)
+def test_parameters_read_leniently(field: str, expected: HdlcParameters, odd: list[str]) -> None:
+    parameters, notes = HdlcParameters.read_lenient(bytes.fromhex(field))
+    assert parameters == expected
+    assert len(notes) == len(odd)
+    for note, part in zip(notes, odd):
+        assert part in note
+
+
+@given(st.binary(max_size=40))
+def test_reading_parameters_leniently_never_raises(field: bytes) -> None:
+    parameters, notes = HdlcParameters.read_lenient(field)
+    assert 1 <= parameters.window_tx <= 7 and 1 <= parameters.window_rx <= 7
+    if field and not notes:  # a field read without a note is one the strict decoder accepts alike
+        assert HdlcParameters.decode(field) == parameters
+
+
 def test_negotiation_takes_the_minimum() -> None:
     client, server = make_pair(HdlcParameters(1000, 300, 7, 2), HdlcParameters(200, 500, 3, 5))
     assert client.parameters == HdlcParameters(max_info_tx=500, max_info_rx=200, window_tx=5, window_rx=2)

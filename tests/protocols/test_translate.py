@@ -16,6 +16,7 @@ from protocols.mbus import MbusFrame
 from protocols.translate import TranslatorKeys, translate, translate_data
 from protocols.wrapper import WrapperFrame
 from protocols.xdlms.gbt import split_into_blocks
+from tests.vectors.hdlc_vectors import HDLC_FRAMES
 
 GET_CLOCK = bytes.fromhex("C001C100080000010000FF0200")
 KEYS = TranslatorKeys(EK, AK, SERVER_SYSTEM_TITLE)
@@ -210,3 +211,16 @@ def test_m_bus_frame_with_a_transport_layer_header() -> None:
     assert out["framing"] == "m-bus"
     assert out["layers"][0]["frames"][0]["transport_header"] == "2A000000"
     assert out["apdu"]["type"] == "GetRequestNormal"
+
+
+def test_a_ua_with_an_odd_parameter_group_is_described_with_what_was_odd() -> None:
+    ua = dict((n, h) for n, _, h, _ in HDLC_FRAMES)["ua-gurux-server-group-length-0"]
+    out = translate(bytes.fromhex(ua))
+    (frame,) = out["layers"][0]["frames"]
+    assert frame["type"] == "UA"
+    assert (frame["parameters"]["max_info_tx"], frame["parameters"]["window_rx"]) == (128, 1)
+    assert frame["parameter_notes"] == ["the group length says 0 bytes but 18 follow: read the 18",
+                                        "window size receive 131073 is not a window of 1 to 7: the default 1 used"]
+    assert out["notes"] == [f"HDLC frame 1 (UA) parameters: {note}" for note in frame["parameter_notes"]]
+    sound = dict((n, h) for n, _, h, _ in HDLC_FRAMES)["ua-with-parameters"]
+    assert "parameter_notes" not in translate(bytes.fromhex(sound))["layers"][0]["frames"][0]

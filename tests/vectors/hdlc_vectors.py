@@ -43,6 +43,16 @@ HDLC_FRAMES: tuple[tuple[str, str, str, HdlcFrame], ...] = (
                   bytes.fromhex("81801205019a06019a070400000001080400000001")),
     ),
     (
+        "ua-gurux-server-group-length-0",
+        "UA of the gurux-dlms 1.0.203 meter server (Python) to an SNRM without parameters, as its "
+        "GXDLMSServer.handleSnrmRequest writes it: the group length is left 0 (its setUInt8(2, len - 3) "
+        "writes the byte 2 into the last window value instead) and 18 bytes of parameters follow; the "
+        "window size receive reads 0x00020001. Read leniently: max info 128 both ways, windows 1",
+        "7ea01e210373c37a81800005018006018007040000000108040002000161dc7e",
+        HdlcFrame(FrameType.UA, _CLIENT, _SERVER_1,
+                  bytes.fromhex("818000050180060180070400000001080400020001")),
+    ),
+    (
         "i-frame-aarq",
         _DLMS_COSEM_TESTS + " (TestInformationFrame: AARQ, N(S)=0 N(R)=0)",
         "7ea02c02232110af9fe6e600601da109060760857405080101be10040e01000000065f1f0400001e1dffffc5e47e",

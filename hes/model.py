@@ -107,6 +107,9 @@ class MeterTarget:
     client_system_title: bytes = b"HES\x00\x00\x00\x00\x01"  # the head-end's own system title
     #: What the meter has and where (``hes.devicetypes``): reads take every OBIS code from it.
     device_type: DeviceType = field(default_factory=default_type)
+    #: The most attributes one GET-with-list of this meter may ask for, learned from its answers (None: not
+    #: learned); the session takes the least of this and the device type's limit.
+    max_get_with_list: int | None = None
 
     @property
     def concentrator_id(self) -> str | None:

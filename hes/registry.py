@@ -589,7 +589,7 @@ class Registry:
                 network_id=dc.network_id, physical_address=facts.dc_physical_address, mode=mode,
                 medium=cast(Medium, dc.medium), response_deadline=dc.response_deadline)
             return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap,
-                               device_type=kind)
+                               device_type=kind, max_get_with_list=facts.max_get_with_list)
         if (facts.host is None or facts.port is None) and facts.serial_device is None:
             raise RegistryError(f"meter {serial!r} has neither a concentrator nor an address")
         security = self._open_secrets("meter", serial, facts.security_policy, facts.system_title, facts.password_enc,
@@ -599,7 +599,7 @@ class Registry:
             client_sap=facts.client_sap, server_sap=facts.server_sap or 1,
             physical_address=facts.hdlc_physical_address, serial_device=facts.serial_device)
         return MeterTarget(serial=serial, route=route, security=security, client_sap=facts.client_sap,
-                           device_type=kind)
+                           device_type=kind, max_get_with_list=facts.max_get_with_list)
 
     # --- device types ----------------------------------------------------------------------------------
 

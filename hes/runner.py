@@ -38,7 +38,7 @@ from hes.checks import Refused, check_concentrator, check_meter
 from hes.crash import crash_point
 from hes.db.concentrators import record_clock, record_contacts
 from hes.db.counters import record_received_many, reserve_for
-from hes.db.devices import ConcentratorFacts, MeterFacts, concentrator_facts, meter_facts
+from hes.db.devices import ConcentratorFacts, MeterFacts, concentrator_facts, meter_facts, record_list_limits
 from hes.db.engine import StorageError, session_factory, storage_errors
 from hes.db.models import Order, utcnow
 from hes.db.orders import create_order, finish_order, record_audit, start_order
@@ -176,6 +176,8 @@ class SessionResult(Generic[T]):
     #: The replay floor the DC management session that read the clock leaves (gateway mode): the device
     #: received from, the client SAP, the highest counter received.
     clock_received: tuple[str, int, int] | None = None
+    #: The GET-with-list limit the session learned from the device (None: nothing learned).
+    list_limit: int | None = None
 
     @property
     def contact(self) -> Contact | None:
@@ -356,6 +358,7 @@ class Runner:
                     out.result = await body(session, out.observations)
                 finally:
                     out.counters_used, out.last_received = session.counters_used, session.last_received
+                    out.list_limit = session.learned_list_limit
         except _SESSION_ERRORS as exc:
             error = exc
         if prepared.clock_target is not None and prepared.clock_reservation is not None:
@@ -432,11 +435,17 @@ class Runner:
 
 def settle(connection: Connection, outcomes: Sequence[tuple[SessionResult[Any], datetime]]) -> None:
     """Step 3's common part: what sessions say of the field, stored in the caller's transaction: replay floors,
-    the DCs' contact outcomes (one write per DC), their clocks."""
+    the DCs' contact outcomes (one write per DC), their clocks, the meters' learned GET-with-list limits."""
     received: list[tuple[str, int, int, datetime]] = []
     contacts: list[tuple[str, Contact, datetime]] = []
+    limits: list[tuple[str, int]] = []
     for outcome, now in outcomes:
         target = outcome.target
+        route = target.route
+        if outcome.list_limit is not None and not isinstance(route, ManagementRoute) and not (
+                isinstance(route, ViaConcentrator) and route.mode == "concentrated"):
+            # The meter's own limit: a DC answering from its tables has its own, not the meter's.
+            limits.append((target.serial, outcome.list_limit))
         if outcome.last_received is not None and target.session_security.policy == "hls-gmac":
             keys = target.counter_keys
             received.append((keys.received_device, keys.client_sap, outcome.last_received, now))
@@ -452,6 +461,8 @@ def settle(connection: Connection, outcomes: Sequence[tuple[SessionResult[Any], 
         record_received_many(connection, received)
     if contacts:
         record_contacts(connection, contacts)
+    if limits:
+        record_list_limits(connection, limits)
 
 
 class OrderRunner(Runner):

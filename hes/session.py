@@ -313,6 +313,9 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
         self.counters_used: int | None = None
         #: Pushes (data / event notifications) that arrived during the session.
         self.notifications: list[NotificationReceived] = []
+        #: The most attributes the device answered in one GET-with-list, when this session had to learn it
+        #: (a short or refused answer); None when nothing was learned. Kept per meter by ``Runner.settle``.
+        self.learned_list_limit: int | None = None
         self.associated: Associated | None = None
         self.state = SessionState.NEW
         # Raised by the counter callback, before the APDU carrying the counter is built; raised again after it.
@@ -661,23 +664,46 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
         """The attribute's value, decoded (``DecodeError`` if the meter's bytes are not one ``Data``)."""
         return decode_data_exact(await self.get_raw(class_id, obis, attribute, access))
 
-    async def get_many(self, items: Sequence[AttributeRef | tuple[int, ObisCode, int]]) -> list[Data | ServiceError]:
-        """Several attributes: GET-with-list when the server granted it (at most the device type's
-        ``max_get_with_list`` per request), else one GET each.
+    def list_limit(self) -> int | None:
+        """The most attributes one GET-with-list asks for: the least of the device type's limit, the limit
+        learned from this meter before (``MeterTarget.max_get_with_list``) and one learned in this session."""
+        known = [limit for limit in (self.target.device_type.limits.max_get_with_list,
+                                     self.target.max_get_with_list, self.learned_list_limit) if limit]
+        return min(known) if known else None
 
-        Each entry is the value or the ``ServiceError`` for that attribute alone; errors that end the
-        whole exchange (transport, security) are raised.
+    async def get_many(self, items: Sequence[AttributeRef | tuple[int, ObisCode, int]]) -> list[Data | ServiceError]:
+        """Several attributes: GET-with-list when the server granted it (at most ``list_limit()`` per
+        request), else one GET each.
+
+        A device that answers a list with fewer results than asked, or refuses the list as a whole,
+        has a smaller limit than it was asked for: the limit is learned (the results it did give, else
+        half the list; down to single GETs), the list asked again in parts, and the limit kept for the
+        rest of the session (and by the caller for the meter). Each entry is the value or the
+        ``ServiceError`` for that attribute alone; errors that end the whole exchange (transport,
+        security) are raised.
         """
         refs = [item if isinstance(item, AttributeRef) else AttributeRef(*item) for item in items]
-        largest = self.target.device_type.limits.max_get_with_list
-        if largest is not None and len(refs) > largest:
-            out: list[Data | ServiceError] = []
-            for start in range(0, len(refs), largest):
-                out += await self.get_many(refs[start:start + largest])
-            return out
-        return await self._get_list(refs)
+        out: list[Data | ServiceError] = []
+        pos = 0
+        while pos < len(refs):
+            largest = self.list_limit()
+            chunk = refs[pos:] if largest is None else refs[pos:pos + largest]
+            values = await self._get_list(chunk)
+            if values is None:  # a smaller limit was learned: ask again in parts of that size
+                continue
+            out += values
+            pos += len(chunk)
+        return out
 
-    async def _get_list(self, refs: list[AttributeRef]) -> list[Data | ServiceError]:
+    def _learn_list_limit(self, asked: int, limit: int, why: str) -> None:
+        # Strictly below what was asked, so asking again always ends (at 1: single GETs).
+        limit = max(1, min(limit, asked - 1))
+        self.learned_list_limit = limit
+        logger.info("%s: GET-with-list of %d attributes %s: at most %d per request from now on",
+                    self.what, asked, why, limit)
+
+    async def _get_list(self, refs: list[AttributeRef]) -> list[Data | ServiceError] | None:
+        """The values of ``refs``, or None when the answer taught a smaller list limit (``_learn_list_limit``)."""
         if not refs:
             return []
         if not self._association.conformance & Conformance.MULTIPLE_REFERENCES or len(refs) == 1:
@@ -698,11 +724,25 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
             ])
             event = await self._exchange(what)
         if not isinstance(event, GetWithListResult):
-            raise self._error(event, what)
-        if len(event.results) != len(refs):
-            raise ProtocolError(f"{self.what}: {what}: {len(event.results)} results for {len(refs)} attributes")
+            error = self._error(event, what)
+            if isinstance(error, ServiceError) or isinstance(event, GetResult):
+                # Refused as a whole (an exception response, a confirmed service error, one plain result):
+                # the list may be too long for the device; single GETs are still owed their chance.
+                self._learn_list_limit(len(refs), len(refs) // 2, f"refused ({error})")
+                return None
+            raise error
+        results = event.results
+        if len(results) == 1 and isinstance(results[0], DataAccessResult):
+            self._learn_list_limit(len(refs), len(refs) // 2,
+                                   f"refused as a whole ({results[0].name.lower().replace('_', '-')})")
+            return None
+        if 0 < len(results) < len(refs):
+            self._learn_list_limit(len(refs), len(results), f"answered with {len(results)} results")
+            return None
+        if len(results) != len(refs):
+            raise ProtocolError(f"{self.what}: {what}: {len(results)} results for {len(refs)} attributes")
         values: list[Data | ServiceError] = []
-        for ref, item in zip(refs, event.results):
+        for ref, item in zip(refs, results):
             if isinstance(item, DataAccessResult):
                 values.append(_access_error(f"{self.what}: GET {_describe(ref.class_id, ref.obis, ref.attribute)}",
                                             item))

@@ -200,6 +200,11 @@ class MeterConfig:
     decommissioned: bool = False
     control_mode: int = 2
     device_type: DeviceType = MAKE_A
+    #: The most attributes it answers in one GET-with-list (None: any number). Above it the meter answers
+    #: as real ones do: ``"short"`` with the first that many results only (gurux-dlms's meter server),
+    #: ``"refuse"`` with one data-access-result for the whole list.
+    get_with_list_limit: int | None = None
+    get_with_list_overflow: Literal["short", "refuse"] = "short"
 
     def __post_init__(self) -> None:
         if not self.serial or not self.serial.isprintable() or len(self.serial) > 64:
@@ -217,6 +222,10 @@ class MeterConfig:
                 raise MeterConfigError(f"meter {self.serial}: HLS-GMAC needs 16-byte ek and ak")
         if not self.client_saps or any(not 0 < sap <= 0x7F for sap in self.client_saps):
             raise MeterConfigError(f"meter {self.serial}: client SAPs must be 1-127")
+        if self.get_with_list_limit is not None and self.get_with_list_limit < 1:
+            raise MeterConfigError(f"meter {self.serial}: GET-with-list limit {self.get_with_list_limit} below 1")
+        if self.get_with_list_overflow not in ("short", "refuse"):
+            raise MeterConfigError(f"meter {self.serial}: GET-with-list overflow {self.get_with_list_overflow!r}")
         if not 0 <= self.control_mode <= 6:
             raise MeterConfigError(f"meter {self.serial}: control mode {self.control_mode} outside 0-6")
         known = DEVICE_TYPES.get(self.device_type.name)
@@ -646,6 +655,7 @@ class SimulatedMeter:
         "_sessions_opened",
         "_windows",
         "config",
+        "get_with_list_sizes",
     )
 
     def __init__(self, config: MeterConfig, clock: FieldClock, counters: CounterStore) -> None:
@@ -658,6 +668,8 @@ class SimulatedMeter:
         self._windows: list[Window] = []
         self._runtime_events: list[MeterEvent] = []
         self._sessions_opened = 0
+        #: How many attributes each GET-with-list asked for, in order (tests count requests with it).
+        self.get_with_list_sizes: list[int] = []
         #: Called with every event the meter logs at run time (``simulators.push`` pushes from here).
         self._on_event: Callable[[SimulatedMeter, MeterEvent], None] | None = None
 
@@ -904,8 +916,17 @@ class MeterSession:
         if isinstance(event, GetRequested):
             association.respond_get(event.invoke_id, self._get(event.descriptor, event.access_selection))
         elif isinstance(event, GetWithListRequested):
+            config = self._meter.config
+            limit = config.get_with_list_limit
+            self._meter.get_with_list_sizes.append(len(event.items))
+            items = event.items
+            if limit is not None and len(items) > limit:
+                if config.get_with_list_overflow == "refuse":
+                    association.respond_get_with_list(event.invoke_id, [DataAccessResult.OTHER_REASON])
+                    return
+                items = items[:limit]
             association.respond_get_with_list(
-                event.invoke_id, [self._get(i.attribute_descriptor, i.access_selection) for i in event.items]
+                event.invoke_id, [self._get(i.attribute_descriptor, i.access_selection) for i in items]
             )
         elif isinstance(event, SetRequested):
             association.respond_set(event.invoke_id, self._set(event.descriptor, event.value, event.access_selection))

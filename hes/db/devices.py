@@ -8,6 +8,7 @@ start from it: there is no second query for "the meter and its DC".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -16,16 +17,16 @@ from sqlalchemy import Connection
 
 from concentrator.clock import ClockState
 from concentrator.reachability import Reachability
-from hes.db.sql import from_db, from_db_date, run
+from hes.db.sql import from_db, from_db_date, run, run_many
 
-__all__ = ["ConcentratorFacts", "MeterFacts", "concentrator_facts", "meter_facts"]
+__all__ = ["ConcentratorFacts", "MeterFacts", "concentrator_facts", "meter_facts", "record_list_limits"]
 
 _METER_SQL = (
     "SELECT m.id, m.serial, m.state, m.decommissioning_date, m.concentrator_id, m.logical_device, "
     "m.dc_physical_address, m.host, m.port, m.interface, m.server_sap, m.hdlc_physical_address, m.serial_device, "
     "m.client_sap, m.security_policy, m.system_title, m.password_enc, m.ek_enc, m.ak_enc, m.device_type, "
-    "m.created_at, m.make, m.model, m.firmware, c.id, c.host, c.port, c.wport, c.client_sap, c.network_id, "
-    "c.security_policy, c.system_title, "
+    "m.created_at, m.make, m.model, m.firmware, m.max_get_with_list, c.id, c.host, c.port, c.wport, c.client_sap, "
+    "c.network_id, c.security_policy, c.system_title, "
     "c.password_enc, c.ek_enc, c.ak_enc, c.updated_at, c.medium, c.response_deadline_s, c.reachable, "
     "c.last_attempt, c.last_contact, c.unreachable_since, c.clock_checked_at, c.clock_deviation_s "
     "FROM meters m LEFT JOIN concentrators c ON c.id = m.concentrator_id WHERE m.serial = ?"
@@ -95,6 +96,8 @@ class MeterFacts:
     model: str | None
     firmware: str | None
     concentrator: ConcentratorFacts | None
+    #: The GET-with-list limit learned from the meter's answers (None: not learned).
+    max_get_with_list: int | None = None
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -112,13 +115,13 @@ def meter_facts(connection: Connection, serial: str) -> MeterFacts | None:
         return None
     (ident, serial_, state, decommissioned, dc_id, logical_device, physical, host, port, interface, server_sap,
      hdlc_address, serial_device, client_sap, policy, title, password, ek, ak, device_type, created, make, model,
-     firmware, c_id) = row[:25]
-    concentrator = None if c_id is None else _concentrator_cached(row[24:])
+     firmware, list_limit, c_id) = row[:26]
+    concentrator = None if c_id is None else _concentrator_cached(row[25:])
     return MeterFacts(
         int(ident), str(serial_), str(state), from_db_date(decommissioned), dc_id, _int(logical_device),
         _bytes(physical), host, _int(port), interface, _int(server_sap), _int(hdlc_address), serial_device,
         int(client_sap), str(policy), _bytes(title), _bytes(password), _bytes(ek), _bytes(ak), device_type,
-        from_db(created), make, model, firmware, concentrator)
+        from_db(created), make, model, firmware, concentrator, _int(list_limit))
 
 
 #: A DC's facts by its stored row: a pass reads the same DC row for each of its hundreds of meters.
@@ -156,3 +159,12 @@ def concentrator_facts(connection: Connection, ident: str) -> ConcentratorFacts 
     """The DC ``ident`` as stored, None when no such concentrator is registered."""
     row = run(connection, _CONCENTRATOR_SQL, (ident,)).fetchone()
     return None if row is None else _concentrator(row)
+
+
+def record_list_limits(connection: Connection, limits: Sequence[tuple[str, int]]) -> None:
+    """Keep each meter's learned GET-with-list limit (serial, limit), in the caller's transaction.
+
+    Only ever lowered: two sessions that learned different limits leave the smaller one."""
+    run_many(connection, "UPDATE meters SET max_get_with_list = ? WHERE serial = ? "
+                         "AND (max_get_with_list IS NULL OR max_get_with_list > ?)",
+             [(limit, serial, limit) for serial, limit in limits])

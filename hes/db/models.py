@@ -153,6 +153,8 @@ class Meter(Base):
     firmware: Mapped[str | None] = mapped_column(String(32))
     #: The device type (``hes devicetype``) that says which objects it has; None: the default type.
     device_type: Mapped[str | None] = mapped_column(String(64))
+    #: The most attributes one GET-with-list may ask of it, learned from its answers (None: not learned).
+    max_get_with_list: Mapped[int | None] = mapped_column(SmallInteger)
     commissioning_date: Mapped[date | None] = mapped_column(Date)
     service_life_years: Mapped[int | None] = mapped_column(SmallInteger)
     decommissioning_date: Mapped[date | None] = mapped_column(Date)

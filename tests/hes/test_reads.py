@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,7 +20,16 @@ from sqlalchemy.orm import Session
 from concentrator.links import DEFAULT_DEADLINES, Deadlines
 from concentrator.reachability import DEFAULT_RECHECK_AFTER
 from hes.db.counters import counter_state
-from hes.db.models import AssetEvent, AuditEntry, Concentrator, EventRecord, IntervalValue, Order, RegisterReading
+from hes.db.models import (
+    AssetEvent,
+    AuditEntry,
+    Concentrator,
+    EventRecord,
+    IntervalValue,
+    Meter,
+    Order,
+    RegisterReading,
+)
 from hes.model import ViaConcentrator
 from hes.reads import ReadRequestError, ReadResult, read_meter, received_device
 from hes.registry import Registry
@@ -419,3 +430,42 @@ def test_a_day_of_profile_through_a_dc_of_the_default_field_with_the_default_dea
                 assert took > 15.0, took
 
     run(body, limit=60.0)
+
+
+@pytest.mark.parametrize(("serial", "overflow", "cap"), [
+    (P2P_HDLC, "short", 3), (P2P_WRAPPER, "refuse", 3), (DC_METER, "short", 3), (P2P_WRAPPER, "refuse", 1),
+])
+def test_a_meter_that_caps_get_with_list_is_read_whole_and_its_limit_is_kept(
+    registry: Registry, engine: Engine, tmp_path: Path, serial: str, overflow: str, cap: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A meter that answers only 3 attributes of a list (short, as gurux-dlms's server does, or refused as a
+    whole): every register EXE all the same, the limit learned once, kept, and used by the next read."""
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            meter = fleet.meter(serial)
+            meter.config = dataclasses.replace(meter.config, get_with_list_limit=cap, get_with_list_overflow=overflow)
+            now = fleet.clock.now()
+            first = await read(registry, fleet, serial, "registers")
+            assert first.state == "EXE", first.reason
+            truth = registers_at(SEED, serial, now)
+            got = {v.obis: v.value for v in first.values}
+            assert got == {"1.0.1.8.0.255": truth.a_plus, "1.0.1.8.1.255": truth.a_plus_t1,
+                           "1.0.1.8.2.255": truth.a_plus_t2, "1.0.2.8.0.255": truth.a_minus,
+                           "1.0.32.7.0.255": Decimal(voltage_at(SEED, serial, now)).scaleb(-1)}
+            asked = list(meter.get_with_list_sizes)
+            assert asked[0] > cap and asked[-1] <= max(cap, 2)  # learned, then lists the meter answers whole
+            with Session(engine) as session:
+                kept = session.scalar(select(Meter.max_get_with_list).where(Meter.serial == serial))
+            # Short: the results it gave are the limit; refused: halved until lists of ``cap`` or fewer pass
+            # (at 1: single GETs, which are no lists at all).
+            assert kept == cap if overflow == "short" else kept is not None and kept <= cap
+            meter.get_with_list_sizes.clear()
+            second = await read(registry, fleet, serial, "registers")
+            assert second.state == "EXE" and {v.obis: v.value for v in second.values} == got
+            assert max(meter.get_with_list_sizes, default=0) <= cap  # no learning again
+
+    with caplog.at_level(logging.INFO, logger="hes.session"):
+        run(body)
+    learned = [r.getMessage() for r in caplog.records if "per request from now on" in r.getMessage()]
+    assert learned and all(serial in line for line in learned)

@@ -312,8 +312,8 @@ def test_hdlc_link_comes_up_on_gurux_servers_odd_ua_and_logs_what_was_odd(
 
     async def body() -> None:
         async with server(gurux_like) as port:
-            link = await open_hdlc(await open_tcp("127.0.0.1", port, timeout=2.0), HdlcOptions(client_sap=16, retries=3),
-                                   timeout=1.0)
+            stream = await open_tcp("127.0.0.1", port, timeout=2.0)
+            link = await open_hdlc(stream, HdlcOptions(client_sap=16, retries=3), timeout=1.0)
             assert link.state is HdlcState.CONNECTED and link.repeats == 0
             assert link.parameters == HdlcParameters(128, 128, 1, 1)
             assert link.parameter_notes[0] == "the group length says 0 bytes but 18 follow: read the 18"

@@ -14,7 +14,9 @@ device); a meter behind a DC has its push forwarded by the DC, from the meter's 
 unchanged (end-to-end security). A meter with HLS-GMAC ciphers its pushes as
 general-glo-ciphering (its system title, EK/AK, security control 0x30, authenticated and
 encrypted) with its own invocation counter kept per (serial, ``PUSH_COUNTER_SAP``); other meters
-push in the clear. ``send_raw`` sends any bytes (tests of malformed pushes).
+push in the clear. ``send_raw`` sends any bytes (tests of malformed pushes). Other ways real meters push
+are options: over UDP (a datagram per wrapper PDU), as general-block-transfer blocks, behind a HAN
+port's LLC header, ciphered encryption-only (security control 0x20).
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Literal
 
 from protocols.axdr import Data, encode_data
 from protocols.cosem_datetime import CosemDateTime
+from protocols.hdlc import LLC_RESPONSE
 from protocols.obis import ObisCode
 from protocols.security import GeneralGloCiphering, SecurityControlField, cipher
 from protocols.wrapper import WrapperFrame
 from protocols.xdlms.common import CosemAttributeDescriptor, LongInvokeIdAndPriority
+from protocols.xdlms.gbt import split_into_blocks
 from protocols.xdlms.notification import DataNotification, EventNotificationRequest
 from simulators.counters import Counters
 from simulators.energy import LOCAL_DEVIATION
@@ -65,6 +70,7 @@ DEFAULT_PUSHED_CODES = frozenset({
     EventCode.MANUAL_DISCONNECTION, EventCode.LOCAL_DISCONNECTION,
 })
 _SECURED = SecurityControlField(authenticated=True, encrypted=True)
+_ENCRYPTED_ONLY = SecurityControlField(authenticated=False, encrypted=True)
 
 
 def event_notification(event: MeterEvent, value: Data | None = None) -> bytes:
@@ -94,12 +100,25 @@ class PushSender:
     """Pushes of one fleet to ``host:port`` (see the module docstring); ``attach`` hooks the meters."""
 
     def __init__(self, fleet: Fleet, host: str, port: int, *, codes: Iterable[EventCode] = DEFAULT_PUSHED_CODES,
-                 destination_wport: int = PUSH_DESTINATION_WPORT) -> None:
+                 destination_wport: int = PUSH_DESTINATION_WPORT, transport: Literal["tcp", "udp"] = "tcp",
+                 block_size: int | None = None, llc: bool = False, encryption_only: bool = False) -> None:
+        if transport not in ("tcp", "udp"):
+            raise ValueError(f"push transport {transport!r}: tcp or udp")
+        if block_size is not None and block_size < 1:
+            raise ValueError(f"GBT block size {block_size} must be positive")
         self.fleet = fleet
         self.host = host
         self.port = port
         self.codes = frozenset(codes)
         self.destination_wport = destination_wport
+        #: How pushes travel: ``tcp`` (a connection per push) or ``udp`` (a datagram per wrapper PDU, IDIS);
+        #: ``block_size`` cuts each APDU into general-block-transfer blocks of that many bytes, one wrapper PDU
+        #: each (as the Landis+Gyr E450 pushes); ``llc`` puts a HAN port's LLC header (E6 E7 00) before each
+        #: APDU; ``encryption_only`` ciphers with security control 0x20 (encrypted, not authenticated).
+        self.transport = transport
+        self.block_size = block_size
+        self.llc = llc
+        self.security_control = _ENCRYPTED_ONLY if encryption_only else _SECURED
         #: Pushes sent, and pushes that could not be delivered (destination down).
         self.sent = 0
         self.failed = 0
@@ -177,7 +196,7 @@ class PushSender:
         stored = meter.counters.get(config.serial, PUSH_COUNTER_SAP)
         counter = stored.server_next
         meter.counters.put(config.serial, PUSH_COUNTER_SAP, Counters(counter + 1, stored.client_last))
-        content = cipher(apdu, security_control=_SECURED, system_title=config.system_title,
+        content = cipher(apdu, security_control=self.security_control, system_title=config.system_title,
                          invocation_counter=counter, encryption_key=config.ek, authentication_key=config.ak)
         return GeneralGloCiphering(config.system_title, content).encode()
 
@@ -188,9 +207,38 @@ class PushSender:
                 return entry.wport  # forwarded by the DC from the meter's logical device there
         return 1
 
+    def frames(self, serial: str, apdu: bytes) -> list[bytes]:
+        """The wrapper PDUs that carry ``apdu`` from meter ``serial`` (blocks and LLC header as configured)."""
+        pieces = [apdu] if self.block_size is None else [
+            block.encode() for block in split_into_blocks(apdu, self.block_size, window=63, receive_window=0)]
+        if self.llc:
+            pieces = [LLC_RESPONSE + piece for piece in pieces]
+        source = self._source_wport(serial)
+        return [WrapperFrame(source, self.destination_wport, piece).encode() for piece in pieces]
+
     async def _deliver(self, serial: str, apdu: bytes) -> None:
-        frame = WrapperFrame(self._source_wport(serial), self.destination_wport, apdu).encode()
-        await self._send(frame)
+        frames = self.frames(serial, apdu)
+        if self.transport == "udp":
+            for frame in frames:
+                await self.send_datagram(frame)
+            return
+        await self._send(b"".join(frames))
+
+    async def send_datagram(self, payload: bytes) -> None:
+        """Send ``payload`` as one UDP datagram to the destination (nothing comes back: UDP pushes are unconfirmed)."""
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                               remote_addr=(self.host, self.port))
+        except OSError as exc:
+            self.failed += 1
+            logger.warning("push to %s:%d (UDP) not sent: %s", self.host, self.port, exc)
+            return
+        try:
+            transport.sendto(payload)
+        finally:
+            transport.close()
+        self.sent += 1
 
     async def _send(self, payload: bytes) -> None:
         try:

@@ -50,6 +50,7 @@ __all__ = [
     "forget_catalogue",
     "DeviceTypeError",
     "EventLogSpec",
+    "PushPolicy",
     "Limits",
     "ProfileSpec",
     "RegisterSpec",
@@ -112,6 +113,15 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class PushPolicy:
+    """What the push listener takes from the device: ``accept_encryption_only`` lets pushes ciphered without
+    authentication (security control 0x20) in; by default they are refused, since anyone who can send to the
+    listener can flip their bits unseen."""
+
+    accept_encryption_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceType:
     """One make and model (and firmware range) of meter, as the head-end uses it."""
 
@@ -131,6 +141,7 @@ class DeviceType:
     referencing: str = "logical"
     security_policy: str | None = None
     client_sap: int | None = None
+    push: PushPolicy = PushPolicy()
 
     def matches(self, make: str | None, model: str | None, firmware: str | None) -> bool:
         """Whether a meter of this make, model and firmware is of this type (a field the type leaves open matches)."""
@@ -226,6 +237,14 @@ class _At:
 
     def optional_obis(self, key: str, default: ObisCode | None = None) -> ObisCode | None:
         return default if self.raw.get(key) is None else self.obis(key)
+
+    def boolean(self, key: str) -> bool | None:
+        value = self.raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise self.fail(f"{self.at(key)} must be true or false")
+        return value
 
     def integer(self, key: str, low: int, high: int) -> int | None:
         value = self.raw.get(key)
@@ -342,6 +361,7 @@ def parse_device_type(raw: Any, source: str = "device type") -> DeviceType:
     if policy is not None and policy not in _POLICIES:
         raise fail(f"security.policy must be one of {', '.join(_POLICIES)}, not {policy!r}")
     limits = top.optional("limits") or _At({}, "limits", fail)
+    push = top.optional("push") or _At({}, "push", fail)
     return DeviceType(
         name=name, description=top.text("description", limit=500) or "", make=match.text("make", limit=64),
         model=match.text("model", limit=64), firmware=firmware,
@@ -350,7 +370,8 @@ def parse_device_type(raw: Any, source: str = "device type") -> DeviceType:
         registers=registers, load_profile=load, daily=None if daily_at is None else _profile(daily_at, fail),
         event_logs=tuple(logs), relay=objects.optional_obis("disconnect_control"),
         limits=Limits(limits.integer("max_get_with_list", 1, 1000), limits.integer("max_pdu", 64, 0xFFFF)),
-        referencing=referencing, security_policy=policy, client_sap=security.integer("client_sap", 0, 0x7F))
+        referencing=referencing, security_policy=policy, client_sap=security.integer("client_sap", 0, 0x7F),
+        push=PushPolicy(accept_encryption_only=bool(push.boolean("accept_encryption_only"))))
 
 
 def read_device_type(path: str | os.PathLike[str]) -> tuple[DeviceType, dict[str, Any]]:

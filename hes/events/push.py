@@ -1,10 +1,13 @@
 """The push listener of ``hes run``: DataNotification and EventNotification from meters and DCs, stored as events.
 
-Over TCP, wrapper PDUs (IEC 62056-47), one or many per connection. For each APDU:
+Wrapper PDUs (IEC 62056-47) over TCP, one or many per connection, and over UDP on the same port, one or
+more per datagram. ``PushIntake`` drops a HAN port's LLC header and reassembles general-block-transfer
+streams per sender; each whole APDU then goes to ``PushHandler.handle``, whatever the transport:
 
 1. The sender. A general-glo-ciphering APDU names it by its system title (the meter's, also when
    a DC forwards the push unchanged); it is deciphered with that meter's keys from the registry,
-   must be authenticated, and its invocation counter must be above the last one received from it
+   must be authenticated (encryption-only, security control 0x20, only when its device type says
+   ``push.accept_encryption_only``), and its invocation counter must be above the last one received from it
    for pushes (kept per meter under client SAP ``PUSH_COUNTER_SAP``: a replayed push is refused).
    A plain DataNotification names the meter by its first element (the logical device name: the
    serial). A plain EventNotification carries no identity: it is attributed by the sender's IP
@@ -29,6 +32,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,10 +53,13 @@ from hes.events.outbox import event_messages, install, queue
 from hes.registry import Registry
 from protocols.axdr import Data, DataTag
 from protocols.cosem_datetime import CosemDateTime
-from protocols.errors import SecurityError
+from protocols.errors import DecodeError, DlmsError, SecurityError
+from protocols.hdlc import LLC_COMMAND, LLC_RESPONSE
 from protocols.obis import ObisCode
 from protocols.security import CipheredApduTag, GeneralGloCiphering, decipher, read_security_header
-from protocols.wrapper import ApduReceived, ConnectionClosed, WrapperConnection, WrapperError
+from protocols.wrapper import ApduReceived, ConnectionClosed, WrapperConnection, WrapperError, WrapperFrame
+from protocols.xdlms.common import XdlmsTag
+from protocols.xdlms.gbt import GbtReceiver, decode_general_block_transfer
 from protocols.xdlms.notification import DataNotification, EventNotificationRequest
 
 __all__ = [
@@ -60,6 +67,7 @@ __all__ = [
     "REPLAY_WINDOW",
     "PushComponent",
     "PushHandler",
+    "PushIntake",
     "PushListener",
     "PushOutcome",
     "PushRejected",
@@ -78,6 +86,9 @@ REPLAY_WINDOW = 64
 #: Replay windows kept in memory (the meters that pushed most recently).
 _WINDOWS_KEPT = 100_000
 _IDLE_SECONDS = 30.0
+#: How long a block-transferred push may wait for its next block, and how many senders may have one open.
+_GBT_SECONDS = 30.0
+_GBT_STREAMS = 10_000
 #: Who the audit trail names for orders of the disconnect-on-tamper policy.
 _POLICY_USER = "policy:disconnect-on-tamper"
 
@@ -173,16 +184,24 @@ class PushHandler:
         envelope = GeneralGloCiphering.decode(apdu)
         title = bytes(envelope.system_title)
         sender = self._meter(Meter.system_title == title, f"system title {title.hex()}")
-        security = self.registry.target_for(sender.serial).security
-        if security.ek is None or security.ak is None:
-            raise PushRejected(f"meter {sender.serial} has no keys to decipher its push")
+        target = self.registry.target_for(sender.serial)
+        security = target.security
         header = read_security_header(envelope.content)
-        if not header.security_control.authenticated:
-            raise PushRejected(f"meter {sender.serial}: push not authenticated (security control "
-                               f"0x{int(header.security_control):02x})")
+        control = header.security_control
+        # Encrypted only (0x20): anyone on the path can flip bits unseen; only a device type that says its
+        # meters push so (some do, on a trusted network) lets these in. Never plain-and-unauthenticated.
+        if not control.authenticated and not (control.encrypted and target.device_type.push.accept_encryption_only):
+            raise PushRejected(
+                f"meter {sender.serial}: push not authenticated (security control 0x{int(control):02x}); "
+                f"device type {target.device_type.name} does not accept encryption-only pushes "
+                f"(push.accept_encryption_only)" if control.encrypted else
+                f"meter {sender.serial}: push neither authenticated nor encrypted (security control "
+                f"0x{int(control):02x})")
+        if security.ek is None or (control.authenticated and security.ak is None):
+            raise PushRejected(f"meter {sender.serial} has no keys to decipher its push")
         try:
             plain = decipher(envelope.content, system_title=title, encryption_key=security.ek,
-                             authentication_key=security.ak)
+                             authentication_key=security.ak or b"")
         except SecurityError as exc:
             raise PushRejected(
                 f"meter {sender.serial}: push fails authentication ({exc}): wrong keys or forged") from None
@@ -297,22 +316,142 @@ class PushHandler:
         words = [item for item in rest if item.tag == DataTag.DOUBLE_LONG_UNSIGNED]
         if not words:
             raise PushRejected("DataNotification carries no alarm register (double-long-unsigned)")
+        if len(rest) > 2:
+            # An IDIS alarm push is (logical device name, alarm register 1[, alarm register 2]). A longer one is
+            # a meter-data push (a Landis+Gyr E450's energies and voltages): its first number is no alarm word.
+            raise PushRejected(f"meter {sender.serial}: DataNotification of {len(body.value)} elements is a data "
+                               "push, not an alarm push (logical device name, alarm register): not taken as events")
         return sender, self._alarm_events(_integer(words[0], "alarm register"), _time(notification.date_time,
                                                                                        received))
 
 
+class PushIntake:
+    """What a link delivers, made into the APDUs ``PushHandler.handle`` takes: the LLC header of a HAN port
+    dropped, general-block-transfer streams reassembled per sender (``GbtReceiver``), within bounds.
+
+    A sender is (address, wPort). Its stream is dropped, with a log line, when it stays incomplete for
+    ``timeout`` seconds, grows past ``max_size`` bytes, or a new stream starts before it ended; at most
+    ``max_streams`` senders are pending at once (the oldest goes). Pure but for ``clock``.
+    """
+
+    def __init__(self, *, timeout: float = _GBT_SECONDS, max_size: int = _MAX_PDU,
+                 max_streams: int = _GBT_STREAMS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout, self.max_size, self.max_streams, self.clock = timeout, max_size, max_streams, clock
+        self._streams: collections.OrderedDict[tuple[str, int], tuple[GbtReceiver, float, int]] = \
+            collections.OrderedDict()
+        #: Streams dropped incomplete (timed out, too large, superseded, evicted).
+        self.dropped = 0
+
+    def pending(self) -> int:
+        """Senders with a block stream open."""
+        return len(self._streams)
+
+    def last_block(self, host: str, wport: int) -> int | None:
+        """The last block taken in sequence of the sender's open stream (None: it has none open)."""
+        known = self._streams.get((host, wport))
+        return None if known is None else known[0].last_received
+
+    def _drop(self, key: tuple[str, int], why: str) -> None:
+        receiver, _, size = self._streams.pop(key)
+        self.dropped += 1
+        logger.warning("push from %s wPort %d: general-block-transfer stream dropped at block %d (%d bytes): %s",
+                       key[0], key[1], receiver.last_received, size, why)
+
+    def expire(self) -> None:
+        """Drop the streams that waited ``timeout`` seconds for their next block."""
+        now = self.clock()
+        for key, (_, last, _) in list(self._streams.items()):
+            if now - last >= self.timeout:
+                self._drop(key, f"no block for {self.timeout:g} s")
+
+    def take(self, apdu: bytes, host: str, wport: int) -> bytes | None:
+        """The whole APDU ``apdu`` completes, or None while a block stream is still open.
+
+        ``DecodeError`` for a block that does not decode or comes out of sequence (the stream is dropped).
+        """
+        self.expire()
+        if apdu[:3] in (LLC_RESPONSE, LLC_COMMAND):
+            # HAN ports put the LLC header before the APDU; as a gateway request (0xE6) it would name no meter.
+            apdu = apdu[3:]
+        if not apdu or apdu[0] != XdlmsTag.GENERAL_BLOCK_TRANSFER:
+            return apdu
+        key = (host, wport)
+        block = decode_general_block_transfer(apdu)
+        known = self._streams.pop(key, None)
+        if known is not None and block.block_number == 1:
+            self._streams[key] = known
+            self._drop(key, "a new stream began at block 1")
+            known = None
+        if known is None:
+            if block.block_number != 1:
+                raise DecodeError(f"general-block-transfer block {block.block_number} without the blocks before it")
+            receiver, size = GbtReceiver(), 0
+        else:
+            receiver, _, size = known
+        if block.block_number <= receiver.last_received:
+            self._streams[key] = (receiver, self.clock(), size)
+            return None  # a block sent again: already taken
+        expected = receiver.last_received + 1
+        receiver.receive(block)  # the meter streams its push: nobody acknowledges
+        if receiver.last_received != expected:
+            self.dropped += 1
+            raise DecodeError(f"general-block-transfer block {block.block_number} where {expected} was expected: "
+                              "the stream is dropped")
+        size += len(block.block_data)
+        self._streams[key] = (receiver, self.clock(), size)
+        if size > self.max_size:
+            self._drop(key, f"larger than {self.max_size} bytes")
+            return None
+        if receiver.complete:
+            del self._streams[key]
+            return receiver.apdu()
+        while len(self._streams) > self.max_streams:
+            self._drop(next(iter(self._streams)), f"more than {self.max_streams} streams pending")
+        return None
+
+
+class _DatagramIntake(asyncio.DatagramProtocol):
+    """Wrapper PDUs over UDP (IDIS pushes): one or more whole PDUs per datagram, each to the listener."""
+
+    def __init__(self, listener: PushListener) -> None:
+        self.listener = listener
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        host, where = str(addr[0]), f"{addr[0]}:{addr[1]} (UDP)"
+        pos = 0
+        while pos < len(data):
+            try:
+                frame, end = WrapperFrame.decode(data, pos)
+            except DlmsError as exc:
+                self.listener._drop(where, f"not a wrapper datagram: {exc}")
+                return
+            pos = end
+            task = asyncio.get_running_loop().create_task(
+                self.listener._pdu(frame.apdu, host, frame.source, f"{where} wPort {frame.source}"),
+                name=f"push-udp-{where}")
+            self.listener._tasks.add(task)
+            task.add_done_callback(self.listener._tasks.discard)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.info("push listener (UDP): %s", exc)
+
+
 @dataclass
 class PushListener:
-    """An asyncio TCP server of wrapper PDUs in front of a ``PushHandler``; counts what it took and dropped."""
+    """The push intake of ``hes run`` in front of a ``PushHandler``: wrapper PDUs over TCP and over UDP on the
+    same address and port, through one ``PushIntake``; counts what it took and dropped."""
 
     handler: PushHandler
     host: str = "127.0.0.1"
     port: int = 0
     idle_timeout: float = _IDLE_SECONDS
     on_outcome: Callable[[PushOutcome], Coroutine[Any, Any, None]] | None = None
+    udp: bool = True
     accepted: int = 0
     rejected: int = 0
+    intake: PushIntake = field(default_factory=PushIntake)
     _server: asyncio.Server | None = field(default=None, repr=False)
+    _udp: asyncio.DatagramTransport | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     @property
@@ -324,9 +463,20 @@ class PushListener:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        logger.info("push listener on %s:%d", self.host, self.bound_port)
+        if self.udp:
+            # The same port number for UDP (its own namespace): meters are configured with one address.
+            try:
+                self._udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                    lambda: _DatagramIntake(self), local_addr=(self.host, self.bound_port))
+            except OSError:
+                await self.stop()
+                raise
+        logger.info("push listener on %s:%d (TCP%s)", self.host, self.bound_port, " and UDP" if self.udp else "")
 
     async def stop(self) -> None:
+        udp, self._udp = self._udp, None
+        if udp is not None:
+            udp.close()
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -354,7 +504,7 @@ class PushListener:
                     return
                 for event in connection.receive_data(data):
                     if isinstance(event, ApduReceived):
-                        await self._apdu(event, host, f"{where} wPort {event.source}")
+                        await self._pdu(event.apdu, host, event.source, f"{where} wPort {event.source}")
                     elif isinstance(event, WrapperError):
                         self._drop(where, f"not a wrapper stream: {event.reason} (at byte {event.offset})")
                         return
@@ -375,14 +525,25 @@ class PushListener:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _apdu(self, event: ApduReceived, host: str, sender: str) -> None:
+    async def _pdu(self, apdu: bytes, host: str, wport: int, sender: str) -> None:
+        """One wrapper PDU's APDU, from TCP or UDP: through the intake (LLC, blocks), then the handler."""
         try:
-            outcome = await asyncio.to_thread(self.handler.handle, event.apdu, host, event.source)
+            whole = self.intake.take(apdu, host, wport)
+        except DlmsError as exc:
+            self._drop(sender, f"{exc} (APDU {apdu[:16].hex()}{'...' if len(apdu) > 16 else ''})")
+            return
+        if whole is None:
+            return  # a block of a stream still open
+        await self._handle(whole, host, wport, sender)
+
+    async def _handle(self, apdu: bytes, host: str, wport: int, sender: str) -> None:
+        try:
+            outcome = await asyncio.to_thread(self.handler.handle, apdu, host, wport)
         except StorageError as exc:
             self._drop(sender, f"not stored: {exc}")
             return
         except FAILURES as exc:
-            head = f" (APDU {event.apdu[:16].hex()}{'...' if len(event.apdu) > 16 else ''})" if event.apdu else ""
+            head = f" (APDU {apdu[:16].hex()}{'...' if len(apdu) > 16 else ''})" if apdu else ""
             self._drop(sender, f"{exc}{head}")
             return
         except (ValueError, IndexError) as exc:  # a decoder that let one through: still a bad push

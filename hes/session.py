@@ -603,6 +603,10 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
     def _error(self, event: Event, what: str | _Request) -> DlmsError:
         """The typed error for an event that is not the awaited result."""
         self._taint()
+        return self._error_of(event, what)
+
+    def _error_of(self, event: Event, what: str | _Request) -> DlmsError:
+        """``_error`` without tainting the session: for answers that leave the association sound."""
         prefix = f"{self.what}: {what}"
         if isinstance(event, ExceptionReceived):
             error = event.exception.to_error()
@@ -684,26 +688,36 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
         """
         refs = [item if isinstance(item, AttributeRef) else AttributeRef(*item) for item in items]
         out: list[Data | ServiceError] = []
+        lessons: list[str] = []  # what each short or refused answer taught, for the one INFO line
         pos = 0
-        while pos < len(refs):
-            largest = self.list_limit()
-            chunk = refs[pos:] if largest is None else refs[pos:pos + largest]
-            values = await self._get_list(chunk)
-            if values is None:  # a smaller limit was learned: ask again in parts of that size
-                continue
-            out += values
-            pos += len(chunk)
+        try:
+            while pos < len(refs):
+                largest = self.list_limit()
+                chunk = refs[pos:] if largest is None else refs[pos:pos + largest]
+                values = await self._get_list(chunk)
+                if isinstance(values, str):  # a smaller limit was learned: ask again in parts of that size
+                    lessons.append(values)
+                    continue
+                out += values
+                pos += len(chunk)
+        finally:
+            if lessons:
+                # One line per limit learned, however many halvings it took: the operator wants the
+                # meter and where it settled; the steps are at DEBUG.
+                logger.info("%s: GET-with-list limit learned: at most %d attributes per request (%s)",
+                            self.what, self.learned_list_limit, "; then ".join(lessons))
         return out
 
-    def _learn_list_limit(self, asked: int, limit: int, why: str) -> None:
+    def _learn_list_limit(self, asked: int, limit: int, why: str) -> str:
+        """Keep the smaller limit; the lesson, said in a few words."""
         # Strictly below what was asked, so asking again always ends (at 1: single GETs).
         limit = max(1, min(limit, asked - 1))
         self.learned_list_limit = limit
-        logger.info("%s: GET-with-list of %d attributes %s: at most %d per request from now on",
-                    self.what, asked, why, limit)
+        logger.debug("%s: GET-with-list of %d attributes %s: asking again in parts of %d", self.what, asked, why, limit)
+        return f"a list of {asked} {why}"
 
-    async def _get_list(self, refs: list[AttributeRef]) -> list[Data | ServiceError] | None:
-        """The values of ``refs``, or None when the answer taught a smaller list limit (``_learn_list_limit``)."""
+    async def _get_list(self, refs: list[AttributeRef]) -> list[Data | ServiceError] | str:
+        """The values of ``refs``, or the lesson when the answer set a smaller list limit (``_learn_list_limit``)."""
         if not refs:
             return []
         if not self._association.conformance & Conformance.MULTIPLE_REFERENCES or len(refs) == 1:
@@ -724,21 +738,22 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
             ])
             event = await self._exchange(what)
         if not isinstance(event, GetWithListResult):
-            error = self._error(event, what)
-            if isinstance(error, ServiceError) or isinstance(event, GetResult):
+            if isinstance(event, ExceptionReceived | ConfirmedServiceErrorReceived | GetResult):
                 # Refused as a whole (an exception response, a confirmed service error, one plain result):
-                # the list may be too long for the device; single GETs are still owed their chance.
-                self._learn_list_limit(len(refs), len(refs) // 2, f"refused ({error})")
-                return None
-            raise error
+                # the list may be too long for the device; single GETs are still owed their chance. The
+                # association stands, so the session is not tainted.
+                error = str(self._error_of(event, what)).removeprefix(f"{self.what}: {what}: ")
+                return self._learn_list_limit(len(refs), len(refs) // 2, f"refused ({error})")
+            raise self._error(event, what)
         results = event.results
         if len(results) == 1 and isinstance(results[0], DataAccessResult):
-            self._learn_list_limit(len(refs), len(refs) // 2,
-                                   f"refused as a whole ({results[0].name.lower().replace('_', '-')})")
-            return None
-        if 0 < len(results) < len(refs):
-            self._learn_list_limit(len(refs), len(results), f"answered with {len(results)} results")
-            return None
+            return self._learn_list_limit(len(refs), len(refs) // 2,
+                                          f"refused as a whole ({results[0].name.lower().replace('_', '-')})")
+        if not results:
+            # No result at all is no answer to any attribute: the list refused, not a corrupted reply.
+            return self._learn_list_limit(len(refs), len(refs) // 2, "answered with no result")
+        if len(results) < len(refs):
+            return self._learn_list_limit(len(refs), len(results), f"answered with {len(results)} results")
         if len(results) != len(refs):
             raise ProtocolError(f"{self.what}: {what}: {len(results)} results for {len(refs)} attributes")
         values: list[Data | ServiceError] = []

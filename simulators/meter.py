@@ -82,6 +82,7 @@ from protocols.xdlms.common import (
     DataAccessResult,
     SelectiveAccessDescriptor,
 )
+from protocols.xdlms.errors import ExceptionServiceError, ExceptionStateError
 from protocols.xdlms.selective_access import (
     ENTRY_SELECTOR,
     RANGE_SELECTOR,
@@ -202,9 +203,10 @@ class MeterConfig:
     device_type: DeviceType = MAKE_A
     #: The most attributes it answers in one GET-with-list (None: any number). Above it the meter answers
     #: as real ones do: ``"short"`` with the first that many results only (gurux-dlms's meter server),
-    #: ``"refuse"`` with one data-access-result for the whole list.
+    #: ``"refuse"`` with one data-access-result for the whole list, ``"exception"`` with an
+    #: ExceptionResponse (service-not-allowed, pdu-too-long).
     get_with_list_limit: int | None = None
-    get_with_list_overflow: Literal["short", "refuse"] = "short"
+    get_with_list_overflow: Literal["short", "refuse", "exception"] = "short"
 
     def __post_init__(self) -> None:
         if not self.serial or not self.serial.isprintable() or len(self.serial) > 64:
@@ -224,7 +226,7 @@ class MeterConfig:
             raise MeterConfigError(f"meter {self.serial}: client SAPs must be 1-127")
         if self.get_with_list_limit is not None and self.get_with_list_limit < 1:
             raise MeterConfigError(f"meter {self.serial}: GET-with-list limit {self.get_with_list_limit} below 1")
-        if self.get_with_list_overflow not in ("short", "refuse"):
+        if self.get_with_list_overflow not in ("short", "refuse", "exception"):
             raise MeterConfigError(f"meter {self.serial}: GET-with-list overflow {self.get_with_list_overflow!r}")
         if not 0 <= self.control_mode <= 6:
             raise MeterConfigError(f"meter {self.serial}: control mode {self.control_mode} outside 0-6")
@@ -923,6 +925,10 @@ class MeterSession:
             if limit is not None and len(items) > limit:
                 if config.get_with_list_overflow == "refuse":
                     association.respond_get_with_list(event.invoke_id, [DataAccessResult.OTHER_REASON])
+                    return
+                if config.get_with_list_overflow == "exception":
+                    association.respond_exception(event.invoke_id, ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                                  ExceptionServiceError.PDU_TOO_LONG)
                     return
                 items = items[:limit]
             association.respond_get_with_list(

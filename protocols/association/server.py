@@ -250,6 +250,12 @@ class ServerAssociation(Machine):
     def respond_get_with_list(self, invoke_id: int, results: Sequence[bytes | DataAccessResult]) -> None:
         self._local(_Respond(_Service.GET_WITH_LIST, invoke_id, tuple(results)))
 
+    def respond_exception(self, invoke_id: int, state: ExceptionStateError, service: ExceptionServiceError) -> None:
+        """Answer the pending request (whatever its service) with an ExceptionResponse: a device refusing
+        what it was asked as a whole (a GET-with-list longer than it serves, say)."""
+        pending = self._pending.service if self._pending is not None else _Service.GET
+        self._local(_Respond(pending, invoke_id, ExceptionResponse(state, service)))
+
     def respond_set(self, invoke_id: int, result: DataAccessResult) -> None:
         self._local(_Respond(_Service.SET, invoke_id, result))
 
@@ -730,6 +736,9 @@ class ServerAssociation(Machine):
             )
         iip = pending.invoke_id_and_priority
         payload = answer.payload
+        if isinstance(payload, ExceptionResponse):
+            self._exception(payload.state_error, payload.service_error)
+            return ServerState.READY
         if isinstance(payload, ActionResponseWithOptionalData):
             apdu = ActionResponseNormal(iip, payload).encode()
             if not self._fits(apdu):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -162,3 +163,27 @@ def test_read_as_a_subprocess(hes_env: dict[str, str], registry: Registry, tmp_p
         got = {v["obis"]: v["value"] for v in data["values"]}
         assert got["1.0.1.8.0.255"] == truth.a_plus and got["1.0.1.8.1.255"] == truth.a_plus_t1
         assert data["state"] == "EXE" and done.stderr == ""
+
+
+def test_read_v_reads_a_meter_capping_get_with_list_and_says_the_limit_once(
+    hes_env: dict[str, str], registry: Registry, tmp_path: Path,
+) -> None:
+    """A meter answering at most 3 attributes of a list (gurux-dlms's server answers 8 of 11): `hes read -v`
+    gets EXE and one INFO line with the limit on stderr; the next read starts with it and learns nothing."""
+    with field_in_thread(tmp_path) as fleet:
+        registry.import_manifest(tmp_path / "fleet.json")
+        meter = fleet.meter(P2P_WRAPPER)
+        meter.config = dataclasses.replace(meter.config, get_with_list_limit=3, get_with_list_overflow="short")
+        env = {**os.environ, **hes_env, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "cli", "read", P2P_WRAPPER, "--what", "registers", "-v"]
+        first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.splitlines()[0].endswith(f"read registers {P2P_WRAPPER}: EXE")
+        (line,) = [ln for ln in first.stderr.splitlines() if "GET-with-list limit learned" in ln]
+        assert f"meter {P2P_WRAPPER}" in line and "at most 3 attributes per request" in line
+        before = len(meter.get_with_list_sizes)
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 0 and second.stdout.splitlines()[0].endswith(": EXE"), second.stderr
+        assert "limit learned" not in second.stderr
+        asked = meter.get_with_list_sizes[before:]
+        assert asked and max(asked) <= 3  # lists of the kept limit from the first request

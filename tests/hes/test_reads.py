@@ -432,40 +432,65 @@ def test_a_day_of_profile_through_a_dc_of_the_default_field_with_the_default_dea
     run(body, limit=60.0)
 
 
+def _learned_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.INFO and "GET-with-list limit learned" in r.getMessage()]
+
+
+def _halved_until(asked: int, cap: int) -> int:
+    """Where a meter refusing lists above ``cap`` leaves the limit: halved from the first list, as the session does."""
+    limit = asked
+    while limit > cap:
+        limit = max(1, limit // 2)
+    return limit
+
+
 @pytest.mark.parametrize(("serial", "overflow", "cap"), [
     (P2P_HDLC, "short", 3), (P2P_WRAPPER, "refuse", 3), (DC_METER, "short", 3), (P2P_WRAPPER, "refuse", 1),
+    (P2P_HDLC, "exception", 3), (P2P_WRAPPER, "exception", 4),
 ])
 def test_a_meter_that_caps_get_with_list_is_read_whole_and_its_limit_is_kept(
     registry: Registry, engine: Engine, tmp_path: Path, serial: str, overflow: str, cap: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A meter that answers only 3 attributes of a list (short, as gurux-dlms's server does, or refused as a
-    whole): every register EXE all the same, the limit learned once, kept, and used by the next read."""
+    """A meter that answers only ``cap`` attributes of a list (short, as gurux-dlms's server does; refused as a
+    whole; or an ExceptionResponse): every register EXE all the same, the limit learned once (one INFO line),
+    kept, and the next read asks lists of that size straight away."""
+    learned: list[list[str]] = []
+    kept_limits: list[int] = []
+
     async def body() -> None:
         async with field(registry, tmp_path) as fleet:
             meter = fleet.meter(serial)
             meter.config = dataclasses.replace(meter.config, get_with_list_limit=cap, get_with_list_overflow=overflow)
             now = fleet.clock.now()
             first = await read(registry, fleet, serial, "registers")
+            learned.append(_learned_lines(caplog))
             assert first.state == "EXE", first.reason
             truth = registers_at(SEED, serial, now)
             got = {v.obis: v.value for v in first.values}
             assert got == {"1.0.1.8.0.255": truth.a_plus, "1.0.1.8.1.255": truth.a_plus_t1,
                            "1.0.1.8.2.255": truth.a_plus_t2, "1.0.2.8.0.255": truth.a_minus,
                            "1.0.32.7.0.255": Decimal(voltage_at(SEED, serial, now)).scaleb(-1)}
-            asked = list(meter.get_with_list_sizes)
-            assert asked[0] > cap and asked[-1] <= max(cap, 2)  # learned, then lists the meter answers whole
+            asked = meter.get_with_list_sizes[0]
+            assert asked > cap
+            # Short: the results it gave are the limit; refused: halved until the meter answers whole.
+            expected = cap if overflow == "short" else _halved_until(asked, cap)
             with Session(engine) as session:
                 kept = session.scalar(select(Meter.max_get_with_list).where(Meter.serial == serial))
-            # Short: the results it gave are the limit; refused: halved until lists of ``cap`` or fewer pass
-            # (at 1: single GETs, which are no lists at all).
-            assert kept == cap if overflow == "short" else kept is not None and kept <= cap
+            assert kept == expected
+            kept_limits.append(kept)
             meter.get_with_list_sizes.clear()
+            caplog.clear()
             second = await read(registry, fleet, serial, "registers")
+            learned.append(_learned_lines(caplog))
             assert second.state == "EXE" and {v.obis: v.value for v in second.values} == got
-            assert max(meter.get_with_list_sizes, default=0) <= cap  # no learning again
+            # The kept limit from the first request on: parts of ``kept`` (a part of one is a plain GET).
+            parts = [min(kept, asked - start) for start in range(0, asked, kept)]
+            assert meter.get_with_list_sizes == [size for size in parts if size > 1]
 
     with caplog.at_level(logging.INFO, logger="hes.session"):
         run(body)
-    learned = [r.getMessage() for r in caplog.records if "per request from now on" in r.getMessage()]
-    assert learned and all(serial in line for line in learned)
+    (line,), again = learned
+    assert line.startswith(f"meter {serial}") and f"at most {kept_limits[0]} attributes per request" in line
+    assert not again

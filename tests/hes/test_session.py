@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import socket
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from hes.session import (
     AuthenticationRefused,
     MeterSession,
     ReservationExhausted,
+    SessionState,
     TargetError,
     Timeouts,
     open_session,
@@ -523,3 +525,31 @@ def test_unreachable_meter_behind_the_dc_is_a_read_timeout() -> None:
             assert (await s.get(1, SERIAL_NUMBER, 2)).value == target.serial
 
     run_fleet(body)
+
+
+@pytest.mark.parametrize("overflow", ["short", "refuse", "exception"])
+def test_get_many_learns_a_list_limit_and_a_refused_list_leaves_the_session_ready(
+    overflow: Literal["short", "refuse", "exception"],
+) -> None:
+    """A meter serving at most 2 attributes per list: 5 asked, all 5 read; the limit stays for the session's next
+    list; a refusal is an answer, not an error, so the link stays fit for reuse."""
+    meter = make_meter("hls-gmac")
+    meter.config = dataclasses.replace(meter.config, get_with_list_limit=2, get_with_list_overflow=overflow)
+    refs = [(1, SERIAL_NUMBER, 2), (3, A_PLUS, 2), (3, A_PLUS, 3), (8, CLOCK, 2), (1, SERIAL_NUMBER, 2)]
+
+    async def body() -> None:
+        async with PointToPointMeter(meter, interface="hdlc", physical_address=0x11) as p2p:
+            target = p2p_target(p2p, meter_security("hls-gmac"))
+            async with open_session(target, reservation(), timeouts=FAST, rng=fixed_rng) as s:
+                single = [await s.get(*ref) for ref in refs]
+                assert s.list_limit() is None
+                assert await s.get_many(refs) == single
+                assert s.learned_list_limit == 2 and s.list_limit() == 2
+                assert s.state is SessionState.READY
+                # Short: 2 results taught 2 at once; refused: 5 halved to 2.
+                assert meter.get_with_list_sizes == [5, 2, 2]
+                meter.get_with_list_sizes.clear()
+                assert await s.get_many(refs[:4]) == single[:4]
+                assert meter.get_with_list_sizes == [2, 2]
+
+    run(body)

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.hdlc import LLC_COMMAND, LLC_RESPONSE, FrameType, HdlcAddress, HdlcFrame
+from protocols.hdlc import (
+    LLC_COMMAND,
+    LLC_RESPONSE,
+    Connected,
+    FrameType,
+    HdlcAddress,
+    HdlcConnection,
+    HdlcFrame,
+    HdlcParameters,
+    HdlcState,
+    Role,
+)
 from protocols.wrapper import ApduReceived, WrapperConnection, WrapperFrame
 from tests.peers import dlms_cosem_peer as dc
 from tests.peers import gurux_peer as gx
+from tests.vectors.hdlc_vectors import HDLC_FRAMES
 
 CLIENT = HdlcAddress(16)
 SERVER = HdlcAddress(1)  # one-byte server address, as both peers send it by default
@@ -118,3 +130,18 @@ def test_wrapper_connection_takes_peer_bytes_one_at_a_time() -> None:
     received = [event for event in events if isinstance(event, ApduReceived)]
     assert len(received) == 1
     assert received[0].apdu == gx.aarq()
+
+
+@pytest.mark.parametrize("proposed", [HdlcParameters(), HdlcParameters(1024, 1024, 1, 1)])
+def test_our_client_connects_to_gurux_meter_server_on_its_odd_ua(proposed: HdlcParameters) -> None:
+    """gurux's meter server answers our SNRM with a group length of 0 and 18 bytes after it (the vector
+    ``ua-gurux-server-group-length-0``): our client takes that UA instead of repeating the SNRM."""
+    client = HdlcConnection(Role.CLIENT, client_address=CLIENT, server_address=SERVER, parameters=proposed)
+    client.connect()
+    ua = gx.hdlc_server_answer(client.data_to_send())
+    vectors = {name: bytes.fromhex(hexa) for name, _, hexa, _ in HDLC_FRAMES}
+    assert ua == vectors["ua-gurux-server-group-length-0"]
+    (event,) = client.receive_data(ua)
+    assert isinstance(event, Connected) and client.state is HdlcState.CONNECTED
+    assert event.parameters == HdlcParameters(128, 128, 1, 1)
+    assert event.notes[0] == "the group length says 0 bytes but 18 follow: read the 18"

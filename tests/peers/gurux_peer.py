@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from typing import Any
 
-from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSTranslator, GXReplyData
+from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSServer, GXDLMSTranslator, GXReplyData, GXServerReply
 from gurux_dlms.ConnectionState import ConnectionState
 from gurux_dlms.enums import (
     Authentication,
@@ -28,9 +28,15 @@ from gurux_dlms.enums import (
     TranslatorOutputType,
 )
 from gurux_dlms.GXDLMSTranslator import TranslatorSimpleTags
+from gurux_dlms.GXHdlcSettings import GXHdlcSettings
 from gurux_dlms.internal._GXCommon import _GXCommon
 from gurux_dlms.internal._GXDataInfo import _GXDataInfo
-from gurux_dlms.objects import GXDLMSObject, GXDLMSProfileGeneric
+from gurux_dlms.objects import (
+    GXDLMSAssociationLogicalName,
+    GXDLMSHdlcSetup,
+    GXDLMSObject,
+    GXDLMSProfileGeneric,
+)
 from gurux_dlms.secure import GXDLMSSecureClient
 
 from tests.peers import SecurityKeys, TypedValue
@@ -65,6 +71,7 @@ __all__ = [
     "hdlc_aarq",
     "hdlc_disc",
     "hdlc_snrm",
+    "hdlc_server_answer",
     "make_client",
     "rlrq",
     "set_request_normal",
@@ -238,6 +245,81 @@ def hdlc_snrm(client_address: int = 16, server_address: int = 1) -> bytes:
             interface=InterfaceType.HDLC, client_address=client_address, server_address=server_address
         ).snrmRequest()
     )
+
+
+class _Reply(GXServerReply):  # type: ignore[misc]
+    # GXDLMSServer.handleRequest calls sr.setReply, which 1.0.203's GXServerReply does not have.
+    def setReply(self, value: Any) -> None:
+        self.reply = value
+
+
+class _HdlcSetup(GXDLMSHdlcSetup):  # type: ignore[misc]
+    # handleSnrmRequest reads the server's HDLC setup object under GXHdlcSettings's names too
+    # (self.hdlc.maxInfoTX); they are the same four values.
+    maxInfoTX = property(lambda self: self.maximumInfoLengthTransmit)
+    maxInfoRX = property(lambda self: self.maximumInfoLengthReceive)
+    windowSizeTX = property(lambda self: self.windowSizeTransmit)
+    windowSizeRX = property(lambda self: self.windowSizeReceive)
+
+
+class _HdlcSettings(GXHdlcSettings):  # type: ignore[misc]
+    # handleSnrmRequest calls settings.hdlc.update(...); 1.0.203 names that method _update.
+    def __init__(self, setup: GXDLMSHdlcSetup) -> None:
+        super().__init__()
+        self._setup = setup
+
+    def update(self, _settings: Any) -> None:
+        self._update(self._setup)
+
+
+class _MeterServer(GXDLMSServer):  # type: ignore[misc]
+    """gurux's meter server with an HDLC setup of the standard defaults (max info 128, windows 1)."""
+
+    def __init__(self) -> None:
+        super().__init__(True, InterfaceType.HDLC)
+        association = GXDLMSAssociationLogicalName()
+        # initialize() appends the whole collection to an empty object list, which gurux refuses.
+        association.objectList.append(association)
+        self.items.append(association)
+        self.hdlc = _HdlcSetup()
+        self.settings.hdlc = _HdlcSettings(self.hdlc)
+        self.initialize()
+
+    def isTarget(self, _server: int, _client: int) -> bool:
+        return True
+
+    def onValidateAuthentication(self, *_args: Any) -> None: ...
+    def onPreGet(self, _args: Any) -> None: ...
+    def onPostGet(self, _args: Any) -> None: ...
+    def onFindObject(self, *_args: Any) -> None: ...
+    def onPreRead(self, _args: Any) -> None: ...
+    def onPostRead(self, _args: Any) -> None: ...
+    def onPreWrite(self, _args: Any) -> None: ...
+    def onPostWrite(self, _args: Any) -> None: ...
+    def onConnected(self, _info: Any) -> None: ...
+    def onInvalidConnection(self, _info: Any) -> None: ...
+    def onDisconnected(self, _info: Any) -> None: ...
+    def onGetAttributeAccess(self, _args: Any) -> int:
+        return 3  # read and write
+
+    def onGetMethodAccess(self, _args: Any) -> int:
+        return 1  # access
+
+    def onPreAction(self, _args: Any) -> None: ...
+    def onPostAction(self, _args: Any) -> None: ...
+
+
+def hdlc_server_answer(frame: bytes) -> bytes | None:
+    """What a fresh gurux meter server (GXDLMSServer, HDLC, logical names) answers to ``frame``.
+
+    gurux 1.0.203's Python server cannot answer an SNRM as shipped: three lookups fail (see
+    ``_Reply``, ``_HdlcSetup``, ``_HdlcSettings``); the shims make them succeed with the standard's
+    defaults, and every byte of the answer is still written by gurux's own handleSnrmRequest.
+    """
+    server = _MeterServer()
+    reply = _Reply(frame)
+    server.handleRequest(reply)
+    return None if not reply.reply else bytes(reply.reply)
 
 
 def hdlc_aarq(client_address: int = 16, server_address: int = 1) -> bytes:

@@ -296,6 +296,38 @@ def test_action_returns_small_data_and_get_with_list() -> None:
     )
 
 
+class ListRefusingApp(App):
+    """A meter that serves no GET-with-list: it refuses each with an ExceptionResponse."""
+
+    def serve(self, server: ServerAssociation, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, GetWithListRequested):
+                self.requests.append(event)
+                server.respond_exception(event.invoke_id, ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                         ExceptionServiceError.PDU_TOO_LONG)
+            else:
+                super().serve(server, [event])
+
+
+@pytest.mark.parametrize("kind", ["none", "hls-glo"])
+def test_server_refuses_a_get_with_list_with_an_exception_and_serves_the_next_request(kind: str) -> None:
+    link = Link(kind)
+    link.app = ListRefusingApp()
+    link.associate()
+    link.client.get_with_list([CosemAttributeDescriptorWithSelection(SERIAL),
+                               CosemAttributeDescriptorWithSelection(CLOCK)])
+    events = link.pump()
+    # Sent plain, as every ExceptionResponse of this server: the client may not decipher otherwise.
+    assert link.to_client[-1] == ExceptionResponse(ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                                   ExceptionServiceError.PDU_TOO_LONG).encode()
+    assert only(events, ExceptionReceived).exception.service_error is ExceptionServiceError.PDU_TOO_LONG
+    invoke_id = link.client.get(SERIAL)
+    assert only(link.pump(), GetResult) == GetResult(invoke_id, SMALL)
+    with pytest.raises(StateError):  # nothing pending: there is nothing to refuse
+        link.server.respond_exception(invoke_id, ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                      ExceptionServiceError.OTHER_REASON)
+
+
 def test_get_with_list_in_datablocks() -> None:
     link = Link("none", client_pdu=256)
     link.associate()

@@ -33,7 +33,7 @@ from protocols.hdlc import (
     server_address,
 )
 from protocols.hdlc.frame import parse_frame
-from tests.vectors.hdlc_vectors import HDLC_FRAMES
+from tests.vectors.hdlc_vectors import HDLC_FRAMES, UA_PARAMETERS
 
 CLIENT = client_address(16)
 SERVER = server_address(1, 17, 2)
@@ -296,6 +296,30 @@ def test_client_connects_on_gurux_servers_ua_and_says_what_was_odd() -> None:
     assert event.parameters == HdlcParameters(128, 128, 1, 1)
     assert event.notes == ("the group length says 0 bytes but 18 follow: read the 18",
                            "window size receive 131073 is not a window of 1 to 7: the default 1 used")
+
+
+def test_every_ua_vector_has_its_parameters() -> None:
+    uas = {name for name, _, _, frame in HDLC_FRAMES if frame.frame_type is FrameType.UA and frame.information}
+    assert uas == {name for name, _, _ in UA_PARAMETERS}
+
+
+@pytest.mark.parametrize(("name", "theirs", "odd"), UA_PARAMETERS, ids=[v[0] for v in UA_PARAMETERS])
+def test_client_connects_on_each_ua_vector_fed_one_byte_at_a_time(
+    name: str, theirs: HdlcParameters, odd: tuple[str, ...],
+) -> None:
+    """Real meters' UAs, gurux's and hand-written odd ones: the link comes up, with what was odd said."""
+    hexa, ua = next((h, frame) for n, _, h, frame in HDLC_FRAMES if n == name)
+    parameters, notes = HdlcParameters.read_lenient(ua.information)
+    assert parameters == theirs
+    assert len(notes) == len(odd) and all(part in note for part, note in zip(odd, notes))
+    # Proposing more than any of them offers, the client ends with exactly what the server said (seen from it).
+    client = HdlcConnection(Role.CLIENT, client_address=ua.destination, server_address=ua.source,
+                            parameters=HdlcParameters(2000, 2000, 7, 7))
+    client.connect()
+    client.data_to_send()
+    events = [event for byte in bytes.fromhex(hexa) for event in client.receive_data(bytes([byte]))]
+    assert events == [Connected(theirs.reversed(), notes)]
+    assert client.state is HdlcState.CONNECTED
 
 
 @pytest.mark.parametrize(

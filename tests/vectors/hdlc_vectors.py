@@ -7,9 +7,9 @@ dlms-cosem ones live from those libraries, so a typo here fails.
 
 from __future__ import annotations
 
-from protocols.hdlc.frame import FrameType, HdlcAddress, HdlcFrame
+from protocols.hdlc.frame import FrameType, HdlcAddress, HdlcFrame, HdlcParameters
 
-__all__ = ["HDLC_FRAMES", "MODE_E_MESSAGES"]
+__all__ = ["HDLC_FRAMES", "MODE_E_MESSAGES", "UA_PARAMETERS"]
 
 _CLIENT = HdlcAddress(16)
 _SERVER_1 = HdlcAddress(1)
@@ -51,6 +51,51 @@ HDLC_FRAMES: tuple[tuple[str, str, str, HdlcFrame], ...] = (
         "7ea01e210373c37a81800005018006018007040000000108040002000161dc7e",
         HdlcFrame(FrameType.UA, _CLIENT, _SERVER_1,
                   bytes.fromhex("818000050180060180070400000001080400020001")),
+    ),
+    (
+        "ua-real-meter-gurux-c-issue-1",
+        "UA of a meter (make not named) to an SNRM, quoted in https://github.com/Gurux/GuruxDLMS.c/issues/1 "
+        "(2018-11-29): client 2, two-byte server address 1/16; max info 256 both ways, windows 1",
+        "7ea0210502217380bc8180140502010006020100070400000001080400000001696d7e",
+        HdlcFrame(FrameType.UA, HdlcAddress(2), HdlcAddress(1, 16, 2),
+                  bytes.fromhex("8180140502010006020100070400000001080400000001")),
+    ),
+    (
+        "ua-real-meter-mem600",
+        "UA of a Mikroelektronika MEM600 over its optical port, logged by dlms-cosem in "
+        "https://github.com/u9n/dlms-cosem/issues/95 (2024-03-21): four-byte server address 1/2836; "
+        "max info 242 both ways, windows 1",
+        "7ea0232100022c29731e9e818014050200f2060200f20704000000010804000000010cf77e",
+        HdlcFrame(FrameType.UA, _CLIENT, HdlcAddress(1, 2836, 4),
+                  bytes.fromhex("818014050200f2060200f2070400000001080400000001")),
+    ),
+    (
+        "ua-odd-group-length-too-large",
+        "hand-written (hes): the group length says 20 bytes but only the two maximum information "
+        "lengths (8 bytes) follow; windows missing, so the IEC 62056-46 defaults (1) apply",
+        "7ea0142103736da68180140502010006020100ed297e",
+        HdlcFrame(FrameType.UA, _CLIENT, _SERVER_1, bytes.fromhex("8180140502010006020100")),
+    ),
+    (
+        "ua-odd-order-unknown-widths",
+        "hand-written (hes): parameters in reverse order, one-byte windows, an unknown parameter 09 "
+        "in between; read: max info tx 128, rx 240, window tx 2, rx 3",
+        "7ea01c210373b543818010080103070102090105060200f0050180643a7e",
+        HdlcFrame(FrameType.UA, _CLIENT, _SERVER_1, bytes.fromhex("818010080103070102090105060200f0050180")),
+    ),
+    (
+        "ua-odd-no-format-byte",
+        "hand-written (hes): the format identifier 81 left out, the group 80 given; read as if it "
+        "were there (max info 128 both ways, windows default)",
+        "7ea0112103733ac88006050180060180f3897e",
+        HdlcFrame(FrameType.UA, _CLIENT, _SERVER_1, bytes.fromhex("8006050180060180")),
+    ),
+    (
+        "ua-odd-cut-parameter",
+        "hand-written (hes): the group length says 9, 8 bytes follow and the second parameter claims "
+        "4 bytes of which 2 are there; the first (max info tx 128) is kept, the rest default",
+        "7ea0142103736da68180090502008006040000d49a7e",
+        HdlcFrame(FrameType.UA, _CLIENT, _SERVER_1, bytes.fromhex("8180090502008006040000")),
     ),
     (
         "i-frame-aarq",
@@ -122,4 +167,20 @@ MODE_E_MESSAGES: tuple[tuple[str, str, str, str], ...] = (
         "063235320d0a",
         "\x06" "252\r\n",
     ),
+)
+
+
+#: What a client reads from each UA above, leniently: (frame name, the server's parameters as it sent
+#: them, fragments of the notes in order; none when the group is sound).
+UA_PARAMETERS: tuple[tuple[str, HdlcParameters, tuple[str, ...]], ...] = (
+    ("ua-with-parameters", HdlcParameters(154, 154, 1, 1), ()),
+    ("ua-gurux-server-group-length-0", HdlcParameters(128, 128, 1, 1),
+     ("group length says 0 bytes but 18 follow", "window size receive 131073 is not a window")),
+    ("ua-real-meter-gurux-c-issue-1", HdlcParameters(256, 256, 1, 1), ()),
+    ("ua-real-meter-mem600", HdlcParameters(242, 242, 1, 1), ()),
+    ("ua-odd-group-length-too-large", HdlcParameters(256, 256, 1, 1), ("group length says 20 bytes but 8 follow",)),
+    ("ua-odd-order-unknown-widths", HdlcParameters(128, 240, 2, 3), ("unknown parameter 0x09",)),
+    ("ua-odd-no-format-byte", HdlcParameters(128, 128, 1, 1), ("format identifier 81 is missing",)),
+    ("ua-odd-cut-parameter", HdlcParameters(128, 128, 1, 1),
+     ("group length says 9 bytes but 8 follow", "parameter 0x06 of length 4 at byte 7 is unreadable")),
 )

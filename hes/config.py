@@ -10,6 +10,7 @@
 | ``HES_MQTT_MIN_CRITICALITY`` | ``warning`` | events below it (info < warning < alarm < critical) are not published |
 | ``HES_PUSH_LISTEN`` | ``127.0.0.1:4059`` | where ``hes run`` listens for pushes (Data/EventNotification) |
 | ``HES_EVENT_TABLE`` | unset: the shipped table | JSON file of event names and criticalities over the defaults |
+| ``HES_PUSH_UDP`` | ``true`` | ``false``: the push listener takes TCP only (else UDP too, same address and port) |
 | ``HES_DISCONNECT_ON_TAMPER`` | ``false`` | ``true``: a pushed tamper event disconnects the meter (audited) |
 | ``HES_CIM_OUTBOX`` | ``on`` | ``off``: stored readings and events queue no CIM message |
 | ``HES_CIM_REINJECT_AFTER`` | ``3600`` | seconds before a failed CIM delivery is re-injected (same MessageID) |
@@ -78,6 +79,7 @@ class Settings:
     push_port: int = 4059
     event_table: Path | None = None
     disconnect_on_tamper: bool = False
+    push_udp: bool = True
     cim_outbox: bool = True
     cim_reinject_after_s: float = 3600.0
     cim_split: str = "meter-day"
@@ -210,6 +212,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     tamper = (text("HES_DISCONNECT_ON_TAMPER") or "false").lower()
     if tamper not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         raise ConfigError(f"HES_DISCONNECT_ON_TAMPER={tamper}: true or false")
+    udp = (text("HES_PUSH_UDP") or "true").lower()
+    if udp not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ConfigError(f"HES_PUSH_UDP={udp}: true or false")
     event_table = text("HES_EVENT_TABLE")
     cim = _cim_settings(text)
     return Settings(
@@ -221,6 +226,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         push_port=push_port,
         event_table=None if event_table is None else Path(event_table),
         disconnect_on_tamper=tamper in ("true", "1", "yes", "on"),
+        push_udp=udp in ("true", "1", "yes", "on"),
         database_url=normalise_database_url(text("HES_DATABASE_URL") or DEFAULT_DATABASE_URL),
         legacy_database_url=normalise_database_url(
             text("HES_LEGACY_DATABASE_URL") or DEFAULT_LEGACY_DATABASE_URL, "HES_LEGACY_DATABASE_URL"

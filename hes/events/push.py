@@ -89,6 +89,9 @@ _IDLE_SECONDS = 30.0
 #: How long a block-transferred push may wait for its next block, and how many senders may have one open.
 _GBT_SECONDS = 30.0
 _GBT_STREAMS = 10_000
+#: What all open block streams may hold together, and UDP pushes in hand at once (a flood is dropped, logged).
+_GBT_TOTAL = 16 * 1024 * 1024
+_UDP_IN_HAND = 256
 #: Who the audit trail names for orders of the disconnect-on-tamper policy.
 _POLICY_USER = "policy:disconnect-on-tamper"
 
@@ -180,7 +183,7 @@ class PushHandler:
 
     # --- the APDU ----------------------------------------------------------------------------------------
 
-    def _open(self, apdu: bytes) -> tuple[_Sender, bytes]:
+    def _open(self, apdu: bytes) -> tuple[_Sender, bytes, int]:
         envelope = GeneralGloCiphering.decode(apdu)
         title = bytes(envelope.system_title)
         sender = self._meter(Meter.system_title == title, f"system title {title.hex()}")
@@ -205,8 +208,9 @@ class PushHandler:
         except SecurityError as exc:
             raise PushRejected(
                 f"meter {sender.serial}: push fails authentication ({exc}): wrong keys or forged") from None
-        self._check_replay(sender.serial, header.invocation_counter)
-        return sender, plain
+        # The counter is checked (and kept) by ``handle`` once the content has proved itself: an encryption-only
+        # push carries no tag, so a forged one deciphers to noise and must not move the replay floor.
+        return sender, plain, header.invocation_counter
 
     def _check_replay(self, serial: str, counter: int) -> None:
         """Accept each invocation counter once: above the highest one received, or late but within the window.
@@ -251,8 +255,9 @@ class PushHandler:
         received = self.clock()
         ciphered = apdu[0] == CipheredApduTag.GENERAL_GLO_CIPHERING
         sender: _Sender | None = None
+        counter: int | None = None
         if ciphered:
-            sender, apdu = self._open(apdu)
+            sender, apdu, counter = self._open(apdu)
         elif apdu[0] not in (_DATA_NOTIFICATION, _EVENT_NOTIFICATION):
             raise PushRejected(f"APDU 0x{apdu[0]:02x} is not a DataNotification, EventNotification or "
                                f"general-glo-ciphering")
@@ -270,6 +275,8 @@ class PushHandler:
         if not ciphered and sender.policy == "hls-gmac":
             raise PushRejected(f"meter {sender.serial} ciphers its traffic (HLS-GMAC) but this push is plain: "
                                f"refused as possibly forged")
+        if counter is not None:
+            self._check_replay(sender.serial, counter)
         events = tuple(self._grade(sender, log, code, when) for log, code, when in found)
         rows = [row for row, _ in events]
         with correlation(f"push:{sender.serial}"), storage_errors(self.registry.engine), \
@@ -335,8 +342,11 @@ class PushIntake:
     """
 
     def __init__(self, *, timeout: float = _GBT_SECONDS, max_size: int = _MAX_PDU,
-                 max_streams: int = _GBT_STREAMS, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_streams: int = _GBT_STREAMS, max_total: int = _GBT_TOTAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout, self.max_size, self.max_streams, self.clock = timeout, max_size, max_streams, clock
+        self.max_total = max_total
+        self._total = 0
         self._streams: collections.OrderedDict[tuple[str, int], tuple[GbtReceiver, float, int]] = \
             collections.OrderedDict()
         #: Streams dropped incomplete (timed out, too large, superseded, evicted).
@@ -351,8 +361,22 @@ class PushIntake:
         known = self._streams.get((host, wport))
         return None if known is None else known[0].last_received
 
+    def _forget(self, key: tuple[str, int]) -> tuple[GbtReceiver, float, int] | None:
+        known = self._streams.pop(key, None)
+        if known is not None:
+            self._total -= known[2]
+        return known
+
+    def _keep(self, key: tuple[str, int], receiver: GbtReceiver, size: int) -> None:
+        self._forget(key)
+        self._streams[key] = (receiver, self.clock(), size)
+        self._total += size
+
     def _drop(self, key: tuple[str, int], why: str) -> None:
-        receiver, _, size = self._streams.pop(key)
+        known = self._forget(key)
+        if known is None:
+            return
+        receiver, _, size = known
         self.dropped += 1
         logger.warning("push from %s wPort %d: general-block-transfer stream dropped at block %d (%d bytes): %s",
                        key[0], key[1], receiver.last_received, size, why)
@@ -377,9 +401,9 @@ class PushIntake:
             return apdu
         key = (host, wport)
         block = decode_general_block_transfer(apdu)
-        known = self._streams.pop(key, None)
+        known = self._forget(key)
         if known is not None and block.block_number == 1:
-            self._streams[key] = known
+            self._keep(key, known[0], known[2])
             self._drop(key, "a new stream began at block 1")
             known = None
         if known is None:
@@ -389,7 +413,7 @@ class PushIntake:
         else:
             receiver, _, size = known
         if block.block_number <= receiver.last_received:
-            self._streams[key] = (receiver, self.clock(), size)
+            self._keep(key, receiver, size)
             return None  # a block sent again: already taken
         expected = receiver.last_received + 1
         receiver.receive(block)  # the meter streams its push: nobody acknowledges
@@ -398,15 +422,17 @@ class PushIntake:
             raise DecodeError(f"general-block-transfer block {block.block_number} where {expected} was expected: "
                               "the stream is dropped")
         size += len(block.block_data)
-        self._streams[key] = (receiver, self.clock(), size)
+        self._keep(key, receiver, size)
         if size > self.max_size:
             self._drop(key, f"larger than {self.max_size} bytes")
             return None
         if receiver.complete:
-            del self._streams[key]
+            self._forget(key)
             return receiver.apdu()
         while len(self._streams) > self.max_streams:
             self._drop(next(iter(self._streams)), f"more than {self.max_streams} streams pending")
+        while self._total > self.max_total and len(self._streams) > 1:
+            self._drop(next(iter(self._streams)), f"more than {self.max_total} bytes pending in all")
         return None
 
 
@@ -426,6 +452,9 @@ class _DatagramIntake(asyncio.DatagramProtocol):
                 self.listener._drop(where, f"not a wrapper datagram: {exc}")
                 return
             pos = end
+            if len(self.listener._tasks) >= _UDP_IN_HAND:
+                self.listener._drop(where, f"{_UDP_IN_HAND} pushes already in hand: datagram dropped")
+                continue
             task = asyncio.get_running_loop().create_task(
                 self.listener._pdu(frame.apdu, host, frame.source, f"{where} wPort {frame.source}"),
                 name=f"push-udp-{where}")
@@ -452,6 +481,7 @@ class PushListener:
     intake: PushIntake = field(default_factory=PushIntake)
     _server: asyncio.Server | None = field(default=None, repr=False)
     _udp: asyncio.DatagramTransport | None = field(default=None, repr=False)
+    _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     @property
@@ -471,9 +501,21 @@ class PushListener:
             except OSError:
                 await self.stop()
                 raise
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="push-gbt-sweep")
         logger.info("push listener on %s:%d (TCP%s)", self.host, self.bound_port, " and UDP" if self.udp else "")
 
+    async def _sweep(self) -> None:
+        """Drop block streams whose sender went quiet, also when no other push comes to trigger it."""
+        while True:
+            await asyncio.sleep(max(0.05, min(5.0, self.intake.timeout / 4)))
+            self.intake.expire()
+
     async def stop(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         udp, self._udp = self._udp, None
         if udp is not None:
             udp.close()
@@ -584,6 +626,7 @@ class PushComponent:
         catalog = load_catalog(settings.event_table)
         listener = PushListener(
             PushHandler(context.registry, catalog=catalog), settings.push_host, settings.push_port,
+            udp=settings.push_udp,
             on_outcome=tamper_policy(context.registry) if settings.disconnect_on_tamper else None,
         )
         await listener.start()

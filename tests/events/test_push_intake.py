@@ -101,10 +101,20 @@ def test_an_encryption_only_push_is_refused_unless_its_device_type_accepts_it(
             await f.sender.tamper(CIPHERED_P2P, EventCode.TERMINAL_COVER_REMOVED)
             await wait_for(lambda: f.listener.accepted == 1, "the encryption-only push was taken")
             assert [e.event_code for e in events_of(registry, CIPHERED_P2P)] == [40]
+            # A forgery: anyone can write an encryption-only push (no tag) with the highest counter. It deciphers
+            # to noise, is refused, and does not raise the replay floor: the meter's next push is taken.
+            title = f.fleet.meter(CIPHERED_P2P).config.system_title
+            assert title is not None
+            forged = b"\xdb\x08" + title + b"\x2d\x20\xff\xff\xff\xff" + bytes(range(40))
+            await f.sender.send_raw(forged)
+            await wait_for(lambda: f.listener.rejected == 2, "the forgery was refused")
+            await f.sender.tamper(CIPHERED_P2P, EventCode.METER_COVER_REMOVED)
+            await wait_for(lambda: f.listener.accepted == 2, "the next genuine push was taken")
+            assert sorted(e.event_code for e in events_of(registry, CIPHERED_P2P)) == [40, 44]
             return kind.name
 
     name = run(body)
-    (line,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    line, _forgery = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert (f"meter {CIPHERED_P2P}: push not authenticated (security control 0x20); device type {name} does not "
             "accept encryption-only pushes") in line
 
@@ -221,3 +231,17 @@ def test_the_intake_bounds_what_it_keeps(caplog: pytest.LogCaptureFixture) -> No
     with pytest.raises(DecodeError, match="block 3 where 2 was expected"):
         intake.take(blocks[0], "e", 1)
         intake.take(blocks[2], "e", 1)
+
+
+def test_a_quiet_senders_open_stream_is_swept_without_another_push(registry: Registry, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with push_field(registry, tmp_path) as f:
+            f.listener.intake.timeout = 0.3
+            f.sender.transport, f.sender.block_size = "udp", 16  # type: ignore[assignment]
+            for frame in f.sender.frames(CIPHERED_P2P, bytes(100))[:-1]:
+                await f.sender.send_datagram(frame)
+            await wait_for(lambda: f.listener.intake.last_block("127.0.0.1", 1) == 6, "the open stream is kept")
+            await wait_for(lambda: f.listener.intake.pending() == 0, "the sweep dropped it", limit=5)
+            assert f.listener.intake.dropped == 1
+
+    run(body)

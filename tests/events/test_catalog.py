@@ -75,7 +75,8 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         == ("0.0.0.0", 4060, "alarm", True)
     defaults = load_settings({})
     assert (defaults.push_host, defaults.push_port, defaults.disconnect_on_tamper) == ("127.0.0.1", 4059, False)
+    assert defaults.push_udp and not load_settings({"HES_PUSH_UDP": "off"}).push_udp
     for bad in ({"HES_PUSH_LISTEN": "4059"}, {"HES_MQTT_MIN_CRITICALITY": "loud"},
-                {"HES_DISCONNECT_ON_TAMPER": "maybe"}):
+                {"HES_DISCONNECT_ON_TAMPER": "maybe"}, {"HES_PUSH_UDP": "maybe"}):
         with pytest.raises(ConfigError):
             load_settings(bad)

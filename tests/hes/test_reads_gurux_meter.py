@@ -25,9 +25,12 @@ from hes.registry import Registry
 from hes.session import Timeouts
 from tests.fieldtime import EPOCH
 from tests.peers.gurux_server import (
+    AK,
+    EK,
     LLS_PASSWORD,
     REGISTERS,
     SERIAL,
+    SYSTEM_TITLE,
     GuruxMeter,
     daily_rows,
     event_rows,
@@ -114,3 +117,14 @@ def test_hes_read_as_a_subprocess_reads_the_gurux_meter_over_hdlc(
                        for obis, scaler, _, value in REGISTERS}
         # gurux's UA is odd (group length 0, then 18 bytes): the trace says so, once.
         assert done.stderr.count("HDLC parameters read leniently") == 1, done.stderr
+
+
+def test_gurux_defect_its_python_server_cannot_answer_an_hls_gmac_association(registry: Registry) -> None:
+    """gurux 1.0.203's Python server fails on the HLS-GMAC AARQ of any client and then fails again ciphering its
+    own error answer ("Invalid GLO command"): pinned, so that a gurux that serves HLS-GMAC shows up here."""
+    with GuruxMeter(EPOCH, interface="wrapper", authentication="hls-gmac") as meter:
+        registry.add_meter(SERIAL, host="127.0.0.1", port=meter.port, interface="wrapper", client_sap=1,
+                           security=MeterSecurity(policy="hls-gmac", system_title=SYSTEM_TITLE, ek=EK, ak=AK))
+        result = _read(registry, "clock", EPOCH)
+        assert result.state == "FAIL"
+        assert any("Invalid GLO command" in error for error in meter.errors), meter.errors

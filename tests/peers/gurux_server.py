@@ -17,12 +17,13 @@ import contextlib
 import datetime as dt
 import socket
 import threading
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gurux_dlms import GXDateTime, GXDLMSServer
-from gurux_dlms.enums import Authentication, DataType, InterfaceType, Unit
+from gurux_dlms import GXCiphering, GXDateTime, GXDLMSServer
+from gurux_dlms.enums import Authentication, DataType, InterfaceType, Security, Unit
 from gurux_dlms.objects import (
     GXDLMSAssociationLogicalName,
     GXDLMSClock,
@@ -45,6 +46,10 @@ if not hasattr(ValueEventArgs, "getRowEndIndex"):
 __all__ = ["LLS_PASSWORD", "REGISTERS", "GuruxMeter", "daily_rows", "event_rows", "meter_objects", "profile_rows"]
 
 LLS_PASSWORD = b"gurux-12"
+#: The meter's system title and its global keys (HLS-GMAC, suite 0).
+SYSTEM_TITLE = b"GRX\x00\x00\x00\x00\x01"
+EK = bytes(range(0x00, 0x10))
+AK = bytes(range(0xD0, 0xE0))
 SERIAL = "GRX0000000001"
 #: (OBIS, scaler, unit, value at the epoch): the default device type's registers.
 REGISTERS: tuple[tuple[str, int, int, int], ...] = (
@@ -169,13 +174,20 @@ class _Answer(_Reply):
 class _Server(GXDLMSServer):  # type: ignore[misc]
     """One gurux server: logical names, the meter's objects, the authentication asked for."""
 
-    def __init__(self, interface: Literal["wrapper", "hdlc"], authentication: Literal["none", "lls"],
+    def __init__(self, interface: Literal["wrapper", "hdlc"], authentication: Literal["none", "lls", "hls-gmac"],
                  objects: list[Any]) -> None:
         super().__init__(True, InterfaceType.HDLC if interface == "hdlc" else InterfaceType.WRAPPER)
         association = GXDLMSAssociationLogicalName()
         if authentication == "lls":
             association.authenticationMechanismName.mechanismId = Authentication.LOW
             association.secret = LLS_PASSWORD
+        elif authentication == "hls-gmac":
+            association.authenticationMechanismName.mechanismId = Authentication.HIGH_GMAC
+            # GXDLMSSecureServer sets settings.ciphering, but the server reads settings.cipher: set that.
+            cipher = GXCiphering(bytearray(SYSTEM_TITLE))
+            cipher.security = Security.AUTHENTICATION_ENCRYPTION
+            cipher.blockCipherKey, cipher.authenticationKey = bytearray(EK), bytearray(AK)
+            self.settings.cipher = cipher
         # initialize() appends the whole collection to an empty object list, which gurux refuses.
         association.objectList.append(association)
         for item in objects:
@@ -235,7 +247,7 @@ class GuruxMeter:
 
     epoch: dt.datetime
     interface: Literal["wrapper", "hdlc"] = "wrapper"
-    authentication: Literal["none", "lls"] = "none"
+    authentication: Literal["none", "lls", "hls-gmac"] = "none"
     timeout: float = 5.0
 
     def __post_init__(self) -> None:
@@ -287,8 +299,11 @@ class GuruxMeter:
             reply = _Answer(data)
             try:
                 server.handleRequest(reply)
-            except Exception as exc:  # gurux's own defect: recorded, the connection dropped
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # gurux's own defect: recorded (with where), the connection dropped
+                where = traceback.extract_tb(exc.__traceback__)[-7:]
+                self.errors.append(f"{type(exc).__name__}: {exc} at "
+                                   + " < ".join(f"{f.name}:{f.lineno}" for f in reversed(where))
+                                   + f" (request {data.hex()})")
                 return
             self.trace.append((data, bytes(reply.reply or b"")))
             if reply.reply:

@@ -202,14 +202,16 @@ def _selection(access: Access | None) -> SelectiveAccessDescriptor | None:
     return access.to_access_selection()
 
 
-def _policy(security: MeterSecurity, client_title: bytes, what: str) -> SecurityPolicy:
+def _policy(security: MeterSecurity, client_title: bytes, what: str, *, general: bool = False) -> SecurityPolicy:
+    """The association's security; ``general``: cipher with general-glo-ciphering (0xDB) instead of glo-xxx."""
     try:
         if security.policy == "none":
             return SecurityPolicy()
         if security.policy == "lls":
             return SecurityPolicy(mechanism=MechanismName.LLS, password=security.password)
         if security.policy == "hls-gmac":
-            return SecurityPolicy(mechanism=MechanismName.HLS_GMAC, ciphering=CipheringMode.SERVICE_SPECIFIC,
+            return SecurityPolicy(mechanism=MechanismName.HLS_GMAC,
+                                  ciphering=CipheringMode.GENERAL if general else CipheringMode.SERVICE_SPECIFIC,
                                   system_title=client_title, encryption_key=security.ek,
                                   authentication_key=security.ak)
     except ValueError as exc:
@@ -331,7 +333,9 @@ class MeterSession(contextlib.AbstractAsyncContextManager["MeterSession"]):
             self.what = f"meter {target.serial}" + (
                 f" (via DC {route.concentrator_id})" if isinstance(route, ViaConcentrator) else "")
         self._security = target.session_security
-        self._policy = _policy(self._security, target.client_system_title, self.what)
+        # The device type's ciphering applies to the meter's own associations, not to a DC's (its own rules).
+        general = target.device_type.ciphering == "general-glo" and self._security is target.security
+        self._policy = _policy(self._security, target.client_system_title, self.what, general=general)
         self._gateway = None
         if isinstance(route, ViaConcentrator) and route.mode == "gateway":
             self._gateway = GatewayAddress(route.network_id, route.physical_address)

@@ -205,6 +205,8 @@ class MeterConfig:
     #: as real ones do: ``"short"`` with the first that many results only (gurux-dlms's meter server),
     #: ``"refuse"`` with one data-access-result for the whole list, ``"exception"`` with an
     #: ExceptionResponse (service-not-allowed, pdu-too-long).
+    #: How an HLS-GMAC association ciphers (``general-glo``: general-glo-ciphering 0xDB, as some makes do).
+    ciphering: Literal["service-specific", "general-glo"] = "service-specific"
     get_with_list_limit: int | None = None
     get_with_list_overflow: Literal["short", "refuse", "exception"] = "short"
 
@@ -243,7 +245,7 @@ class MeterConfig:
             return SecurityPolicy(mechanism=MechanismName.LLS, password=self.password)
         return SecurityPolicy(
             mechanism=MechanismName.HLS_GMAC,
-            ciphering=CipheringMode.SERVICE_SPECIFIC,
+            ciphering=CipheringMode.GENERAL if self.ciphering == "general-glo" else CipheringMode.SERVICE_SPECIFIC,
             system_title=self.system_title,
             encryption_key=self.ek,
             authentication_key=self.ak,

@@ -142,6 +142,9 @@ class DeviceType:
     security_policy: str | None = None
     client_sap: int | None = None
     push: PushPolicy = PushPolicy()
+    #: How HLS-GMAC associations cipher their APDUs: ``service-specific`` (glo-get-request 0xC8 ...) or
+    #: ``general-glo`` (general-glo-ciphering 0xDB), as the meter expects.
+    ciphering: str = "service-specific"
 
     def matches(self, make: str | None, model: str | None, firmware: str | None) -> bool:
         """Whether a meter of this make, model and firmware is of this type (a field the type leaves open matches)."""
@@ -362,6 +365,9 @@ def parse_device_type(raw: Any, source: str = "device type") -> DeviceType:
         raise fail(f"security.policy must be one of {', '.join(_POLICIES)}, not {policy!r}")
     limits = top.optional("limits") or _At({}, "limits", fail)
     push = top.optional("push") or _At({}, "push", fail)
+    ciphering = security.text("ciphering") or "service-specific"
+    if ciphering not in ("service-specific", "general-glo"):
+        raise fail(f"security.ciphering must be service-specific or general-glo, not {ciphering!r}")
     return DeviceType(
         name=name, description=top.text("description", limit=500) or "", make=match.text("make", limit=64),
         model=match.text("model", limit=64), firmware=firmware,
@@ -371,7 +377,7 @@ def parse_device_type(raw: Any, source: str = "device type") -> DeviceType:
         event_logs=tuple(logs), relay=objects.optional_obis("disconnect_control"),
         limits=Limits(limits.integer("max_get_with_list", 1, 1000), limits.integer("max_pdu", 64, 0xFFFF)),
         referencing=referencing, security_policy=policy, client_sap=security.integer("client_sap", 0, 0x7F),
-        push=PushPolicy(accept_encryption_only=bool(push.boolean("accept_encryption_only"))))
+        push=PushPolicy(accept_encryption_only=bool(push.boolean("accept_encryption_only"))), ciphering=ciphering)
 
 
 def read_device_type(path: str | os.PathLike[str]) -> tuple[DeviceType, dict[str, Any]]:

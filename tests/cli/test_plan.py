@@ -153,6 +153,10 @@ def test_discovery_and_device_types_drive_the_support_check(hes_env: dict[str, s
     assert items[("ACME0001", "profile")]["state"] != "UNSUPPORTED"  # supported: run (and the port is closed)
 
 
+_OBJECTS = ('"objects": {"registers": [{"obis": "1.0.1.8.0.255", "name": "a"}], '
+            '"load_profile": {"obis": "1.0.99.1.0.255"}}')
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("{", "not JSON"),
     ('{"format": "hes-devicetype/9"}', "format is 'hes-devicetype/9'"),
@@ -162,6 +166,10 @@ def test_discovery_and_device_types_drive_the_support_check(hes_env: dict[str, s
     ('{"format": "hes-devicetype/1", "name": "x", "objects": {"registers": [{"obis": "1.0.1.8.0.255", "name": "a"}],'
      ' "load_profile": {"obis": "1.0.99.1.0.255", "capture": ["3/1.0.1.8.0.255/2"]}}}', "no clock"),
     ('{"format": "hes-devicetype/1", "name": "x", "referencing": "short", "objects": {}}', "only logical-name"),
+    ('{"format": "hes-devicetype/1", "name": "x", "security": {"ciphering": "dedicated"}, ' + _OBJECTS + '}',
+     "security.ciphering must be service-specific or general-glo, not 'dedicated'"),
+    ('{"format": "hes-devicetype/1", "name": "x", "push": {"accept_encryption_only": "yes"}, ' + _OBJECTS + '}',
+     "push.accept_encryption_only must be true or false"),
 ])
 def test_a_bad_device_type_file_is_one_line_naming_the_field(hes_env: dict[str, str], tmp_path: Path, content: str,
                                                              message: str) -> None:

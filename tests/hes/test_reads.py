@@ -33,8 +33,9 @@ from hes.db.models import (
 from hes.model import ViaConcentrator
 from hes.reads import ReadRequestError, ReadResult, read_meter, received_device
 from hes.registry import Registry
-from hes.runner import OrderRunner
-from hes.session import Timeouts
+from hes.runner import UNLIMITED, OrderRunner
+from hes.session import MeterSession, Timeouts
+from protocols.association import CipheringMode
 from simulators.clock import FieldClock
 from simulators.energy import interval_end, interval_index, profile_intervals, registers_at, voltage_at
 from simulators.events import EventLog, events_between
@@ -494,3 +495,36 @@ def test_a_meter_that_caps_get_with_list_is_read_whole_and_its_limit_is_kept(
     (line,), again = learned
     assert line.startswith(f"meter {serial}") and f"at most {kept_limits[0]} attributes per request" in line
     assert not again
+
+
+def test_a_meter_ciphering_with_general_glo_is_read_when_its_device_type_says_so(
+    registry: Registry, engine: Engine, tmp_path: Path,
+) -> None:
+    """A meter whose HLS-GMAC association ciphers with general-glo-ciphering (0xDB), as some makes do: its device
+    type saying ``security.ciphering: general-glo`` makes the session cipher so, and every read is EXE."""
+    async def body() -> None:
+        async with field(registry, tmp_path) as fleet:
+            meter = fleet.meter(P2P_HDLC)
+            meter.config = dataclasses.replace(meter.config, ciphering="general-glo")
+            assert fleet.security(P2P_HDLC).policy == "hls-gmac"
+            assert MeterSession(registry.target_for(P2P_HDLC), UNLIMITED)._policy.ciphering \
+                is CipheringMode.SERVICE_SPECIFIC
+            kind = registry.target_for(P2P_HDLC).device_type
+            document = json.loads((Path(__file__).parents[2] / "hes" / "devicetypes" / f"{kind.name}.json")
+                                  .read_text(encoding="utf-8"))
+            document.setdefault("security", {})["ciphering"] = "general-glo"
+            changed = tmp_path / "general.json"
+            changed.write_text(json.dumps(document), encoding="utf-8")
+            registry.add_device_type(changed, who="test")
+            target = registry.target_for(P2P_HDLC)
+            assert target.device_type.ciphering == "general-glo"
+            assert MeterSession(target, UNLIMITED)._policy.ciphering is CipheringMode.GENERAL
+            now = fleet.clock.now()
+            registers = await read(registry, fleet, P2P_HDLC, "registers")
+            assert registers.state == "EXE", registers.reason
+            truth = registers_at(SEED, P2P_HDLC, now)
+            assert {v.obis: v.value for v in registers.values}["1.0.1.8.0.255"] == truth.a_plus
+            profile = await read(registry, fleet, P2P_HDLC, "profile", start=DAY_START, end=DAY_END)
+            assert profile.ok and {(v.time, v.obis): v.value for v in profile.values} == expected_profile(P2P_HDLC)
+
+    run(body)

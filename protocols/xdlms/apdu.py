@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from protocols.errors import DecodeError
+from protocols.xdlms import sn
 from protocols.xdlms.action import (
     ActionRequest,
     ActionResponse,
@@ -33,6 +34,7 @@ from protocols.xdlms.notification import (
     decode_event_notification_request,
 )
 from protocols.xdlms.set import SetRequest, SetResponse, decode_set_request, decode_set_response
+from protocols.xdlms.sn import ReadRequest, ReadResponse, WriteRequest, WriteResponse
 
 __all__ = ["XdlmsApdu", "decode_xdlms_apdu"]
 
@@ -50,6 +52,10 @@ XdlmsApdu = (
     | EventNotificationRequest
     | GatewayRequest
     | GatewayResponse
+    | ReadRequest
+    | ReadResponse
+    | WriteRequest
+    | WriteResponse
 )
 
 _DECODERS: dict[int, Callable[[bytes], XdlmsApdu]] = {
@@ -66,6 +72,11 @@ _DECODERS: dict[int, Callable[[bytes], XdlmsApdu]] = {
     XdlmsTag.EVENT_NOTIFICATION_REQUEST: decode_event_notification_request,
     XdlmsTag.GATEWAY_REQUEST: decode_gateway_request,
     XdlmsTag.GATEWAY_RESPONSE: decode_gateway_response,
+    # Short-name referencing (older meters): Read and Write.
+    sn.READ_REQUEST: ReadRequest.decode,
+    sn.READ_RESPONSE: ReadResponse.decode,
+    sn.WRITE_REQUEST: WriteRequest.decode,
+    sn.WRITE_RESPONSE: WriteResponse.decode,
 }
 
 

@@ -934,3 +934,55 @@ def action_request_blocks(obis: bytes, method: int, parameter: bytes, max_pdu_si
     client = make_client()
     client.settings.maxPduSize = max_pdu_size
     return _messages(client.method(_long_octet_string_object(obis, b""), method, parameter, DataType.OCTET_STRING))
+
+
+def _sn_client() -> Any:
+    from gurux_dlms import GXDLMSClient
+    from gurux_dlms.enums import Authentication, Conformance
+
+    client = GXDLMSClient(False, 16, 1, Authentication.NONE, None, InterfaceType.PDU)
+    client.negotiatedConformance = (client.negotiatedConformance | Conformance.MULTIPLE_REFERENCES
+                                    | Conformance.PARAMETERIZED_ACCESS | Conformance.WRITE | Conformance.READ)
+    return client
+
+
+def sn_requests() -> dict[str, bytes]:
+    """gurux's SN client requests of ``tests.protocols.test_sn.GURUX_SN_REQUESTS``, built now."""
+    from gurux_dlms.objects import GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProfileGeneric, GXDLMSRegister
+
+    client = _sn_client()
+    clock = GXDLMSClock()
+    clock.shortName = 0x2BC0
+    register = GXDLMSRegister("1.0.1.8.0.255")
+    register.shortName = 0x3000
+    profile = GXDLMSProfileGeneric("1.0.99.1.0.255")
+    profile.shortName = 0x4000
+    profile.addCaptureObject(clock, 2, 0)
+    relay = GXDLMSDisconnectControl()
+    relay.shortName = 0x5000
+    register.value = 5
+
+    def one(messages: Any) -> bytes:
+        flat = messages[0] if isinstance(messages[0], list) else messages
+        (only,) = flat
+        return bytes(only)
+
+    return {
+        "read-clock-time": one(client.read(clock, 2)),
+        "read-list": one(client.readList([(clock, 2), (register, 2), (register, 3)])),
+        "read-by-entry": one(client.readRowsByEntry(profile, 1, 10)),
+        "disconnect": one(relay.remoteDisconnect(client)),
+        "write-register": one(client.write(register, 2)),
+    }
+
+
+def sn_response_value(apdu: bytes) -> Any:
+    """What gurux's SN client makes of a ReadResponse/WriteResponse: its value, or ``("error", code)``."""
+    client = _sn_client()
+    reply = GXReplyData()
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.getData(GXByteBuffer(apdu), reply)
+    if reply.error:
+        return ("error", int(reply.error))
+    value = reply.value
+    return bytes(value) if isinstance(value, bytearray) else value

@@ -120,8 +120,9 @@ def test_hes_read_as_a_subprocess_reads_the_gurux_meter_over_hdlc(
 
 
 def test_gurux_defect_its_python_server_cannot_answer_an_hls_gmac_association(registry: Registry) -> None:
-    """gurux 1.0.203's Python server fails on the HLS-GMAC AARQ of any client and then fails again ciphering its
-    own error answer ("Invalid GLO command"): pinned, so that a gurux that serves HLS-GMAC shows up here."""
+    """gurux 1.0.203's Python server cannot write an HLS-GMAC AARE: ``_GXAPDU.generateAARE`` calls
+    ``data.setUInt8()`` without a value where it adds the responding system title (a TypeError), and its error
+    answer then fails ciphering too ("Invalid GLO command"). Pinned, so a gurux that serves HLS-GMAC shows up."""
     with GuruxMeter(EPOCH, interface="wrapper", authentication="hls-gmac") as meter:
         registry.add_meter(SERIAL, host="127.0.0.1", port=meter.port, interface="wrapper", client_sap=1,
                            security=MeterSecurity(policy="hls-gmac", system_title=SYSTEM_TITLE, ek=EK, ak=AK))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,7 +22,7 @@ from simulators.fleet import Fleet, FleetOptions
 from simulators.push import PushSender
 from tests.hes.test_commands import FIELD_NOW, SEED
 
-__all__ = ["PushField", "events_of", "outbox", "push_field", "wait_for"]
+__all__ = ["PushField", "events_of", "outbox", "push_field", "run", "wait_for"]
 
 # With seed 11: P2P000000000 (wrapper) and SIM000100001 (behind DC0001) use HLS-GMAC; P2P000000001 too.
 CIPHERED_P2P = "P2P000000000"
@@ -58,6 +59,18 @@ async def push_field(registry: Registry, tmp_path: Path, **changes: object) -> A
         finally:
             sender.detach()
             await listener.stop()
+
+
+T = TypeVar("T")
+
+
+def run(body: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
+    """Run ``body`` in a new event loop, bounded by ``limit`` seconds."""
+    async def main() -> T:
+        async with asyncio.timeout(limit):
+            return await body()
+
+    return asyncio.run(main())
 
 
 async def wait_for(condition: Callable[[], bool], what: str, limit: float = 10.0) -> None:

@@ -7,9 +7,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -21,17 +19,7 @@ from hes.registry import Registry
 from protocols.security import GeneralGloCiphering, SecurityControlField, cipher
 from simulators.events import EventCode, EventLog, MeterEvent
 from simulators.push import alarm_notification, event_notification
-from tests.events.helpers import CIPHERED_P2P, DC_METER, events_of, outbox, push_field, wait_for
-
-T = TypeVar("T")
-
-
-def run(body: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
-    async def main() -> T:
-        async with asyncio.timeout(limit):
-            return await body()
-
-    return asyncio.run(main())
+from tests.events.helpers import CIPHERED_P2P, DC_METER, events_of, outbox, push_field, run, wait_for
 
 
 def test_a_cover_open_reaches_the_events_table_and_the_outbox_once(registry: Registry, tmp_path: Path) -> None:

@@ -3,35 +3,21 @@ LLC header, ciphered encryption-only; each through the one handler and its repla
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from hes.events.push import PushIntake
 from hes.registry import Registry
 from protocols.errors import DecodeError
-from protocols.hdlc import LLC_RESPONSE, HdlcFrame
+from protocols.hdlc import LLC_RESPONSE
 from protocols.security import SecurityControlField
 from protocols.wrapper import WrapperFrame
 from protocols.xdlms.gbt import split_into_blocks
 from simulators.events import EventCode, EventLog
-from tests.events.helpers import CIPHERED_P2P, DC_METER, events_of, push_field, wait_for
-from tests.vectors.captures import CAPTURES
-
-T = TypeVar("T")
-
-
-def run(body: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
-    async def main() -> T:
-        async with asyncio.timeout(limit):
-            return await body()
-
-    return asyncio.run(main())
+from tests.events.helpers import CIPHERED_P2P, DC_METER, events_of, push_field, run, wait_for
 
 
 @pytest.mark.parametrize("serial", [CIPHERED_P2P, DC_METER])
@@ -174,34 +160,6 @@ def test_an_incomplete_block_stream_is_dropped_after_its_timeout(
     run(body)
     (line,) = [r.getMessage() for r in caplog.records if "stream dropped" in r.getMessage()]
     assert "no block for 30 s" in line and "wPort 1" in line and "at block 6" in line
-
-
-def test_a_landis_gyr_e450_block_transferred_push_is_reassembled_from_its_own_bytes(
-        registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """The real E450 push (scs/smartmeter-datacollector's capture): its HDLC frames' LLC + GBT blocks, each
-    in a UDP wrapper PDU, are reassembled into its DataNotification, which names no meter of ours: refused
-    with that reason (not as a broken stream), and nothing stored."""
-    caplog.set_level(logging.WARNING, logger="hes.events.push")
-    capture = next(c for c in CAPTURES if c.name == "lg-e450-gbt-hdlc")
-    raw = bytes.fromhex(capture.hex)
-    blocks, pos = [], 0
-    while pos < len(raw):
-        frame, pos = HdlcFrame.decode(raw, pos)
-        blocks.append(frame.information)
-    # The meter puts the LLC header before its first block only.
-    assert len(blocks) == 4 and blocks[0][:4] == bytes.fromhex("E6E700E0")
-    assert all(b[:1] == b"\xe0" for b in blocks[1:])
-
-    async def body() -> None:
-        async with push_field(registry, tmp_path) as f:
-            for block in blocks:
-                await f.sender.send_datagram(WrapperFrame(1, 1, block).encode())
-            await wait_for(lambda: f.listener.rejected == 1, "the reassembled push was judged")
-            assert f.listener.intake.pending() == 0 and f.listener.intake.dropped == 0
-
-    run(body)
-    (line,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
-    assert "DataNotification names no device" in line
 
 
 def test_the_intake_bounds_what_it_keeps(caplog: pytest.LogCaptureFixture) -> None:

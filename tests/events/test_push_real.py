@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -18,18 +16,8 @@ from hes.registry import Registry
 from protocols.hdlc import HdlcFrame
 from protocols.wrapper import WrapperFrame
 from protocols.xdlms.gbt import split_into_blocks
-from tests.events.helpers import push_field, wait_for
-
-T = TypeVar("T")
-
-
-def run(body: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
-    async def main() -> T:
-        async with asyncio.timeout(limit):
-            return await body()
-
-    return asyncio.run(main())
-
+from tests.events.helpers import push_field, run, wait_for
+from tests.vectors.captures import CAPTURES
 
 # A Landis+Gyr E450 push on its HAN (CII) port, as three HDLC frames: LLC header before the first
 # GBT block only, blocks 1-3 of a plain DataNotification (push object list, then the values).
@@ -48,17 +36,16 @@ E450_FRAMES = [
 ]
 
 
-def test_an_e450_push_from_the_field_is_reassembled_over_udp_and_judged_by_its_content(
-        registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """The three frames' information fields (LLC before block 1 only; last block 0xC0: last and streaming), each
-    in a UDP wrapper PDU: one DataNotification, a meter-data push naming a meter we do not know: refused so."""
+def judge_as_udp_blocks(registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                        informations: list[bytes]) -> None:
+    """Send each HDLC information field (LLC + GBT block) in its own UDP wrapper PDU: the listener reassembles
+    one DataNotification, a meter-data push naming no meter of ours, and refuses it for that (not as a broken
+    stream); nothing stays open, nothing is dropped."""
     caplog.set_level(logging.WARNING, logger="hes.events.push")
-    fields = [HdlcFrame.decode(bytes.fromhex(text))[0].information for text in E450_FRAMES]
-    assert fields[0][:4] == bytes.fromhex("E6E700E0") and fields[2][:2] == bytes.fromhex("E0C0")
 
     async def body() -> None:
         async with push_field(registry, tmp_path) as f:
-            for information in fields:
+            for information in informations:
                 await f.sender.send_datagram(WrapperFrame(1, 1, information).encode())
             await wait_for(lambda: f.listener.rejected == 1, "the reassembled push was judged")
             assert f.listener.intake.pending() == 0 and f.listener.intake.dropped == 0
@@ -66,6 +53,29 @@ def test_an_e450_push_from_the_field_is_reassembled_over_udp_and_judged_by_its_c
     run(body)
     (line,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert "DataNotification names no device" in line
+
+
+def test_an_e450_push_from_the_field_is_reassembled_over_udp_and_judged_by_its_content(
+        registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """esphome's E450 frames: the LLC header before block 1 only; last block 0xC0 (last and streaming)."""
+    fields = [HdlcFrame.decode(bytes.fromhex(text))[0].information for text in E450_FRAMES]
+    assert fields[0][:4] == bytes.fromhex("E6E700E0") and fields[2][:2] == bytes.fromhex("E0C0")
+    judge_as_udp_blocks(registry, tmp_path, caplog, fields)
+
+
+def test_a_landis_gyr_e450_block_transferred_push_is_reassembled_from_its_own_bytes(
+        registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The scs/smartmeter-datacollector E450 capture of tests/vectors/captures.py, four HDLC frames."""
+    capture = next(c for c in CAPTURES if c.name == "lg-e450-gbt-hdlc")
+    raw = bytes.fromhex(capture.hex)
+    blocks, pos = [], 0
+    while pos < len(raw):
+        frame, pos = HdlcFrame.decode(raw, pos)
+        blocks.append(frame.information)
+    # The meter puts the LLC header before its first block only.
+    assert len(blocks) == 4 and blocks[0][:4] == bytes.fromhex("E6E700E0")
+    assert all(b[:1] == b"\xe0" for b in blocks[1:])
+    judge_as_udp_blocks(registry, tmp_path, caplog, blocks)
 
 
 # Thirteen IDIS pushes over UDP from a meter in the field: each datagram one wrapper PDU around a
